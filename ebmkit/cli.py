@@ -1,0 +1,192 @@
+"""The `ebmkit` command line. Each command parses, loads, calls one library function, prints.
+
+Errors are one line on stderr: exit 2 for bad usage or input, 1 for failures at run time,
+130 when interrupted.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ebmkit.errors import EbmkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Energy-based generative models of Zhu (UCLA 2024): CDRL, CoopFlow, NeRF-LEBM.")
+presets_app = typer.Typer(no_args_is_help=True, help="List and inspect presets.")
+app.add_typer(presets_app, name="presets")
+out = Console()
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str], typer.Option("--set", help="Override a preset field, e.g. --set train.lr=2e-4 (repeatable).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+# ---------------------------------------------------------------------------- presets
+@presets_app.command("list")
+def presets_list(as_json: JsonOpt = False):
+    """Every shipped preset with its description."""
+    from ebmkit.presets import list_presets
+
+    items = list_presets()
+    if as_json:
+        print(json.dumps([{"name": n, "description": d} for n, d in items]))
+        return
+    table = Table("preset", "description", box=None)
+    for name, desc in items:
+        table.add_row(name, desc)
+    out.print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: str, overrides: SetOpt = [], as_json: JsonOpt = False):
+    """A preset validated and fully expanded (every default written out), as TOML or JSON."""
+    from ebmkit.presets import load_preset, to_toml
+
+    data = load_preset(name, overrides).model_dump(mode="json")
+    print(json.dumps(data, indent=2) if as_json else to_toml(data), end="\n" if as_json else "")
+
+
+# ---------------------------------------------------------------------------- train
+@app.command()
+def train(
+    preset: Annotated[Optional[str], typer.Option(help="Preset name (see `ebmkit presets list`) or a .toml/.json file.")] = None,
+    overrides: SetOpt = [],
+    data: Annotated[Optional[str], typer.Option(help="Local data path (sets data.path).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/PRESET].")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over in a non-empty run directory.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+):
+    """Train a model. Multi-GPU/multi-node: `torchrun --nproc_per_node N -m ebmkit train ...`."""
+    from ebmkit.presets import load_preset
+    from ebmkit.train import train as run_training
+
+    if data is not None:
+        overrides = [*overrides, f'data.path="{data}"']
+    if resume is not None:
+        if preset is not None:
+            raise EbmkitError("--resume continues a run with its own preset; drop --preset")
+        cfg = load_preset(str(resume / "preset.json"), overrides) if (resume / "preset.json").is_file() else None
+        if cfg is None:
+            raise EbmkitError(f"cannot resume: {resume / 'preset.json'} not found")
+        directory = resume
+    else:
+        if preset is None:
+            raise EbmkitError("give --preset NAME (see `ebmkit presets list`) or --resume RUN_DIR")
+        cfg = load_preset(preset, overrides)
+        directory = run_dir or Path("runs") / cfg.name
+    model = run_training(cfg, directory, resume=resume is not None, overwrite=overwrite, device=device, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        err.print(f"model written to {model}")
+
+
+# ---------------------------------------------------------------------------- sample
+@app.command()
+def sample(
+    model: Annotated[Path, typer.Option(help="Model file (.safetensors) written by `ebmkit train`.")],
+    num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 64,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (a scatter for 2-D models) or a .npz array.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per image here.")] = None,
+    seed: SeedOpt = 0,
+    steps: Annotated[Optional[int], typer.Option(min=0, help="Langevin steps per level (fewer than trained scales the step size, sec. 5.4.2; 0 = initializer only).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    ema: Annotated[bool, typer.Option(help="Use the EMA weights.")] = True,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Draw samples from a trained model."""
+    import numpy as np
+    import torch
+
+    from ebmkit import viz
+    from ebmkit.methods import load_model
+    from ebmkit.train import setup_ranks
+
+    if out_path is None and out_dir is None:
+        raise EbmkitError("give --out FILE (.png or .npz) and/or --out-dir DIR")
+    if out_path is not None and out_path.suffix not in (".png", ".npz"):
+        raise EbmkitError(f"--out {out_path}: use a .png or .npz file name")
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, command="sample")
+    is_points = len(method.shape) == 1
+    if out_dir is not None and is_points:
+        raise EbmkitError("--out-dir writes images; this model draws 2-D points (use --out .png or .npz)")
+    gen = torch.Generator(dev).manual_seed(seed)
+    tic = time.time()
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("sampling", total=num)
+        x = method.sample(num, gen, batch_size=batch_size, steps=steps, use_ema=ema,
+                          progress=lambda n: bar.advance(task, n))
+    seconds = time.time() - tic
+    written = []
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if out_path.suffix == ".npz":
+            np.savez(out_path, samples=x.numpy())
+        elif is_points:
+            viz.save_scatter(x, out_path)
+            levels_path = out_path.with_name(out_path.stem + "_levels.png")
+            written.append(str(levels_path))
+            _levels_figure(method, levels_path, seed, dev, steps, ema)
+        else:
+            viz.save_grid(x, out_path)
+        written.insert(0, str(out_path))
+    if out_dir is not None:
+        viz.save_images(x, out_dir)
+        written.append(str(out_dir))
+    report = {"model": str(model), "step": step, "num": num, "seconds": round(seconds, 3), "written": written}
+    if as_json:
+        print(json.dumps(report))
+    else:
+        err.print(f"{num} samples in {seconds:.1f} s -> {', '.join(written)}")
+
+
+def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
+    """Fig. 5.5 for a 2-D model: data, learned density and samples at every noise level."""
+    import torch
+
+    from ebmkit import viz
+    from ebmkit.data import load_dataset
+
+    d = method.preset.data
+    data = load_dataset(d.name, d.path, "test", d.image_size, d.num_points, method.preset.train.seed)
+    gen = torch.Generator(device).manual_seed(seed)
+    levels = method.sample_levels(2000, gen, steps=steps, use_ema=ema)
+    viz.levels_figure_2d(method, data.x[:2000].to(device), levels, path, gen)
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="ebmkit", standalone_mode=False)
+    except EbmkitError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except Exit as e:
+        sys.exit(e.exit_code)
+    except TyperException as e:  # usage errors: unknown option, missing or malformed value
+        err.print(f"error: {e.format_message()} (see --help)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, Abort):
+        err.print("error: interrupted", markup=False)
+        sys.exit(130)
+    except Exception as e:  # never a traceback for the user, unless asked
+        if os.environ.get("EBMKIT_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        err.print(f"error: internal error: {type(e).__name__}: {first} (EBMKIT_DEBUG=1 shows the traceback)",
+                  markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

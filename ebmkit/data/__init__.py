@@ -1,0 +1,83 @@
+"""Data sets: 2-D toys, sklearn digits and local image sets, plus uint8 <-> model-space conversion."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ebmkit.data.toy2d import sample_toy
+from ebmkit.errors import EbmkitError
+
+TOY_2D: tuple[str, ...] = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
+BUILTIN: tuple[str, ...] = TOY_2D + ("digits",)
+LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
+
+
+def to_model_space(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return x.float() / 127.5 - 1
+
+
+def from_model_space(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], clamped and rounded."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class Dataset:
+    """A finite data set held in memory: points (float32 (N, D)) or images (uint8 (N, C, H, W))."""
+
+    name: str
+    kind: str
+    x: torch.Tensor
+    labels: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
+    attribute_names: list[str] | None = None
+    class_names: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def model_space(self, idx: torch.Tensor) -> torch.Tensor:
+        """float32 batch of the examples at `idx`; images go to [-1, 1]."""
+        batch = self.x[idx]
+        return to_model_space(batch) if self.kind == "images" else batch.float()
+
+
+def check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
+    if split not in allowed:
+        raise EbmkitError(f"{name} has no split {split!r}; choose one of {', '.join(allowed)}")
+
+
+def load_dataset(
+    name: str,
+    path: str | None = None,
+    split: str = "train",
+    image_size: int | None = None,
+    num_points: int = 50_000,
+    seed: int = 0,
+) -> Dataset:
+    """Load a data set by name; local sets (LOCAL) read from `path` and never download."""
+    if name in TOY_2D:
+        check_split(name, split, ("train", "test"))
+        g = torch.Generator().manual_seed(seed + (split == "test"))
+        return Dataset(name, "points", sample_toy(name, num_points, g))
+    if name == "digits":
+        from ebmkit.data.digits import load_digits
+
+        return load_digits(split, image_size)
+    if name not in LOCAL:
+        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL)}")
+
+    from ebmkit.data import images
+
+    if path is None:
+        raise EbmkitError(f"{name} is read from disk: set data.path to a directory with {images.EXPECTED[name]}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise EbmkitError(f"data.path {root} is not a directory: it should hold {images.EXPECTED[name]}")
+    return images.LOADERS[name](root, split, image_size)

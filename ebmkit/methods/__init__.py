@@ -1,0 +1,43 @@
+"""The method registry, and loading a model file back into its method."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from ebmkit import checkpoint, presets
+from ebmkit.errors import EbmkitError
+from ebmkit.methods.base import Batch, Method, OptimSpec
+from ebmkit.methods.cdrl import CDRL
+
+METHODS: dict[str, type[Method]] = {"cdrl": CDRL}
+
+__all__ = ["METHODS", "Batch", "Method", "OptimSpec", "build_method", "load_model", "save_model"]
+
+
+def build_method(preset, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Method:
+    return METHODS[preset.method](preset, shape, device)
+
+
+def save_model(path: str | Path, method: Method, step: int) -> None:
+    preset_json = json.dumps({"preset": method.preset.model_dump(mode="json"), "shape": list(method.shape)})
+    checkpoint.save_model(path, method.name, step, preset_json, method.components())
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu",
+               supported: tuple[str, ...] | None = None, command: str = "this command") -> tuple[Method, int]:
+    """A method with every network (and EMA copy) restored from a model file, and its step."""
+    tensors, meta = checkpoint.read_safetensors(path)
+    name = meta.get("method")
+    if name not in METHODS or (supported is not None and name not in supported):
+        ok = ", ".join(supported or METHODS)
+        raise EbmkitError(f"{path} holds a '{name}' model; {command} supports: {ok}")
+    try:
+        stored = json.loads(meta["preset"])
+        preset = presets.validate(stored["preset"], f"stored in {path}")
+        shape = tuple(stored["shape"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise EbmkitError(f"{path}: unreadable preset metadata ({e})") from None
+    method = build_method(preset, shape, device)
+    method.load_components(checkpoint.split_components(tensors), str(path))
+    return method, int(meta.get("step", 0))

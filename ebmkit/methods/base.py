@@ -1,0 +1,120 @@
+"""What every method exposes to the training loop and the CLI.
+
+A method owns its networks (`nets`) and their EMA copies (`ema`), says how to optimise each network
+(`optim_specs`), turns a batch into losses (`train_step`) and samples. The training loop never knows
+which method it runs.
+"""
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ebmkit.data import Dataset
+from ebmkit.errors import EbmkitError
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor                        # (B, *shape) in model space
+    labels: torch.Tensor | None = None     # (B,) class ids
+    attributes: torch.Tensor | None = None  # (B, A) bool, columns in the preset's attribute order
+
+
+@dataclass
+class OptimSpec:
+    """Adam(W) settings of one network and its linear warm-up (Eq. 5.13)."""
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float = 0.0
+    warmup: int = 0        # iterations of linear warm-up
+    warmup_lead: int = 0   # the warm-up runs this many iterations ahead
+    grad_clip: float | None = None
+    decoupled: bool = False  # AdamW rather than Adam
+
+    def lr_factor(self, step: int) -> float:
+        return min(1.0, (step + self.warmup_lead) / self.warmup) if self.warmup else 1.0
+
+
+class Method:
+    name: str = ""
+
+    def __init__(self, preset, shape: tuple[int, ...], device: torch.device | str = "cpu"):
+        self.preset = preset
+        self.shape = tuple(shape)
+        self.device = torch.device(device)
+        self.nets = nn.ModuleDict(self.build_networks()).to(self.device)
+        self.ema = copy.deepcopy(self.nets).requires_grad_(False).eval()
+
+    # -- to implement -----------------------------------------------------------------------
+    def build_networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def optim_specs(self) -> dict[str, OptimSpec]:
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+        """Losses {network name: scalar} (disjoint graphs) and detached scalar metrics. `nets` are
+        the trainable networks, possibly DDP-wrapped; sample with `self.nets`, never through DDP.
+        Metrics named `energy*` are watched by the divergence guard."""
+        raise NotImplementedError
+
+    def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
+        """Write a picture of samples (a grid, or for 2-D data a scatter) to `path`."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def components(self) -> dict[str, nn.Module]:
+        """Every network and its EMA copy, named as in the model file (`ebm`, `ebm_ema`, ...)."""
+        out = {}
+        for name in self.nets:
+            out[name] = self.nets[name]
+            out[f"{name}_ema"] = self.ema[name]
+        return out
+
+    def load_components(self, states: dict[str, dict[str, torch.Tensor]], source: str) -> None:
+        comps = self.components()
+        if set(states) != set(comps):
+            raise EbmkitError(f"{source} holds components {sorted(states)}, expected {sorted(comps)}")
+        for name, module in comps.items():
+            try:
+                module.load_state_dict(states[name])
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0]
+                raise EbmkitError(f"{source}: '{name}' does not match its preset ({first})") from None
+
+    def check_data(self, data: Dataset) -> None:
+        """The data set must match the networks' input shape and the preset's conditioning."""
+        if tuple(data.shape) != self.shape:
+            raise EbmkitError(f"data set '{data.name}' has examples of shape {tuple(data.shape)}, "
+                              f"the model expects {self.shape}")
+        cond = self.preset.conditioning
+        if cond.kind == "class":
+            if data.labels is None:
+                raise EbmkitError(f"conditioning.kind = 'class' but data set '{data.name}' has no labels")
+            if int(data.labels.max()) >= cond.num_classes:
+                raise EbmkitError(f"data set '{data.name}' has label {int(data.labels.max())}, "
+                                  f"beyond conditioning.num_classes = {cond.num_classes}")
+        if cond.kind == "attributes":
+            known = data.attribute_names or []
+            missing = [a for a in cond.attributes if a not in known]
+            if missing:
+                raise EbmkitError(f"data set '{data.name}' has no attribute {missing[0]!r} "
+                                  f"(valid: {', '.join(known) or 'none'})")
+
+    def make_batch(self, data: Dataset, idx: torch.Tensor) -> Batch:
+        """Examples `idx` in model space on the method's device, with random flips if the preset asks."""
+        x = data.model_space(idx).to(self.device)
+        if self.preset.data.hflip and x.dim() == 4:
+            flip = torch.rand(x.shape[0], device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        labels = attributes = None
+        if self.preset.conditioning.kind == "class":
+            labels = data.labels[idx].to(self.device)
+        elif self.preset.conditioning.kind == "attributes":
+            cols = [data.attribute_names.index(a) for a in self.preset.conditioning.attributes]
+            attributes = data.attributes[idx][:, cols].to(self.device)
+        return Batch(x=x, labels=labels, attributes=attributes)

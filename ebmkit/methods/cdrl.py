@@ -1,0 +1,214 @@
+"""CDRL: cooperative diffusion recovery likelihood (thesis ch. 5, Algorithms 4 and 5).
+
+At each of T noise levels an initializer g_phi proposes y_t from x_{t+1} (Eq. 5.4), K Langevin
+steps on the conditional EBM p(y_t | x_{t+1}) refine it (Eq. 5.3), the EBM learns from the refined
+samples (Eq. 5.5) and the initializer regresses on them (Eq. 5.6). Sampling runs the levels from
+white noise down and ends with a Tweedie denoising step (Eq. 5.16).
+
+The energy is parameterised as f = f_hat / s_t^2 with f_hat the network output and s_t the Langevin
+step size (sec. 5.4.8.2), so the drift of Eq. 5.3 is grad(f_hat) / 2. Labels given to the networks
+are shifted by one: 0 is the null class of classifier-free guidance (sec. 5.3.5).
+"""
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ebmkit import viz
+from ebmkit.data import Dataset
+from ebmkit.langevin import langevin
+from ebmkit.methods.base import Batch, Method, OptimSpec
+from ebmkit.nets import EBMMLP, EBMResNet, InitMLP, UNet
+from ebmkit.schedules import DiffusionLevels, cdrl_levels
+
+
+def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) to broadcast against a batch shaped like `like`."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class CDRL(Method):
+    name = "cdrl"
+
+    def __init__(self, preset, shape, device="cpu"):
+        super().__init__(preset, shape, device)
+        d = preset.diffusion
+        self.levels: DiffusionLevels = cdrl_levels(d.num_levels, d.logsnr_max, d.logsnr_min,
+                                                   preset.sampler.step_coef).to(self.device)
+
+    # ------------------------------------------------------------------------------ networks
+    def build_networks(self) -> dict[str, nn.Module]:
+        p, shape = self.preset, self.shape
+        num_labels = p.conditioning.num_labels
+        # Attribute models pair a conditional EBM with an unconditional initializer (sec. 5.4.6).
+        init_labels = num_labels if p.conditioning.kind == "class" else 0
+        e, i = p.ebm, p.init
+        if e.arch == "resnet":
+            ebm = EBMResNet(shape[0], e.channels, e.num_res_blocks, e.temb_dim, e.spectral_norm, num_labels)
+        else:
+            ebm = EBMMLP(shape[0], e.hidden, e.num_blocks, e.temb_dim, e.spectral_norm, num_labels)
+        if i.arch == "unet":
+            init = UNet(shape[0], shape[-1], i.base_channels, i.channel_mult, i.num_res_blocks,
+                        i.attn_resolutions, i.dropout, i.temb_dim, i.num_heads, num_classes=init_labels)
+        else:
+            init = InitMLP(shape[0], i.hidden, i.num_blocks, i.temb_dim, init_labels)
+        return {"ebm": ebm, "init": init}
+
+    def optim_specs(self) -> dict[str, OptimSpec]:
+        t = self.preset.train  # sec. 5.4.8.2 and Eq. 5.13; AdamW with weight decay 0 for the initializer
+        return {
+            "ebm": OptimSpec(t.lr, t.betas, t.weight_decay, t.warmup, 0, t.grad_clip),
+            "init": OptimSpec(t.init_lr, t.betas, t.weight_decay, t.warmup, t.init_warmup_lead, t.grad_clip,
+                              decoupled=True),
+        }
+
+    # ------------------------------------------------------------------------------ pieces
+    def _labels(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Shifted training labels for the EBM and the initializer, with null-class dropout."""
+        cond = self.preset.conditioning
+        if cond.kind == "none":
+            return None, None
+        if cond.kind == "class":
+            label = batch.labels + 1
+        else:  # each image speaks for one of its attributes, chosen at random (sec. 5.4.6)
+            which = torch.randint(0, batch.attributes.shape[1], (len(batch.x),), device=self.device)
+            value = batch.attributes[torch.arange(len(batch.x), device=self.device), which].long()
+            label = 1 + 2 * which + value
+        drop = torch.rand(len(label), device=self.device) < cond.label_dropout
+        label = torch.where(drop, torch.zeros_like(label), label)
+        return label, label if cond.kind == "class" else None
+
+    def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
+               label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """K Langevin steps on p(y_t | x_{t+1}) of Eq. 5.1, i.e. Eq. 5.3, from y0. t: (B,) levels."""
+        lv = self.levels
+        s2 = per_sample(lv.step_size[t] ** 2, y0)
+        logsnr = lv.logsnr[t]
+
+        def log_density(y):  # f = f_hat / s_t^2 (sec. 5.4.8.2)
+            return ebm(y, logsnr, label) / s2.flatten()
+
+        return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
+                        noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
+                        anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator).x
+
+    def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5.4: mean g_phi(x_{t+1}; t) and a draw of N(g, sigma-tilde_t^2 I) in y-space."""
+        g = init(x_next, self.levels.logsnr[t + 1], label)
+        if not self.preset.sampler.init_noise:
+            return g, g.detach()
+        noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+        return g, g.detach() + per_sample(self.levels.init_std[t], g) * noise
+
+    # ------------------------------------------------------------------------------ Algorithm 4
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+        lv, x0 = self.levels, batch.x
+        b = per_sample  # shorthand for broadcasting per-example coefficients
+        t = torch.randint(0, lv.num_levels, (len(x0),), device=self.device)  # a level per example
+        label, init_label = self._labels(batch)
+
+        e = torch.randn_like(x0)
+        x_t = b(lv.alpha_bar[t], x0) * x0 + b(lv.sigma_bar[t], x0) * e
+        if self.preset.diffusion.variance_reduction:  # Eq. 5.7: the pair shares its white noise
+            x_next = b(lv.alpha_bar[t + 1], x0) * x0 + b(lv.sigma_bar[t + 1], x0) * e
+        else:
+            x_next = b(lv.alpha[t], x0) * x_t + b(lv.sigma[t], x0) * torch.randn_like(x0)
+        y = b(lv.y_scale[t], x0) * x_t  # y_t = alpha_{t+1} x_t; x_{T-1} itself at the top level
+
+        g, y_hat = self.propose(nets["init"], x_next, t, init_label)          # Eq. 5.4
+        self.nets["ebm"].eval()  # no spectral-norm power iterations while sampling
+        y_tilde = self.refine(self.nets["ebm"], y_hat, x_next, t, label, self.preset.sampler.steps)  # Eq. 5.3
+        self.nets["ebm"].train()
+
+        # Eq. 5.5 as a loss on f_hat, levels weighted by sigma_1 / sigma_{t+1} (implementation notes).
+        both = nets["ebm"](torch.cat([y, y_tilde]), lv.logsnr[t].repeat(2),
+                           None if label is None else label.repeat(2))
+        f_data, f_sample = both.chunk(2)
+        loss_ebm = (lv.loss_weight[t] * (f_sample - f_data)).mean()
+        # Eq. 5.6 without the 1 / (2 sigma-tilde_t^2) factor (the "simple" loss).
+        loss_init = (y_tilde - g).pow(2).flatten(1).sum(1).mean()
+        metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
+        return {"ebm": loss_ebm, "init": loss_init}, metrics
+
+    # ------------------------------------------------------------------------------ Algorithm 5
+    @torch.no_grad()
+    def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
+                      use_ema: bool = True, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """x_{T-1}, ..., x_0 for one batch of `num` samples, then the Tweedie-denoised x_0 (Eq. 5.16).
+
+        `steps` below the trained K scales the step size by sqrt(K / steps) (sec. 5.4.2); 0 samples
+        with the initializer alone. `labels` (num,) are class ids; None samples unconditionally.
+        """
+        nets = self.ema if use_ema else self.nets
+        nets.eval()
+        lv, K = self.levels, self.preset.sampler.steps
+        steps = K if steps is None else steps
+        scale = math.sqrt(K / steps) if 0 < steps < K else 1.0
+        label = None
+        if self.preset.conditioning.kind != "none":
+            label = torch.zeros(num, dtype=torch.long, device=self.device) if labels is None else labels + 1
+        init_label = label if self.preset.conditioning.kind == "class" else None
+
+        x = torch.randn((num, *self.shape), generator=generator, device=self.device)  # x_T
+        out = []
+        for level in reversed(range(lv.num_levels)):
+            t = torch.full((num,), level, device=self.device)
+            _, y = self.propose(nets["init"], x, t, init_label, generator)
+            if steps > 0:
+                y = self.refine(nets["ebm"], y, x, t, label, steps, scale, generator)
+            x = y / lv.y_scale[level]
+            out.append(x)
+        out.append(self.tweedie(nets["ebm"], x, label))
+        nets.train()
+        self.ema.eval()
+        return out
+
+    def tweedie(self, ebm: nn.Module, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        """Eq. 5.16 at level 0 with the score multiplied by tweedie_coef (2.0 in the thesis)."""
+        lv, coef = self.levels, self.preset.sampler.tweedie_coef
+        if coef == 0:
+            return x
+        t = torch.zeros(len(x), dtype=torch.long, device=self.device)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            log_p = ebm(lv.y_scale[0] * x, lv.logsnr[t], label) / lv.step_size[0] ** 2
+            (score,) = torch.autograd.grad(log_p.sum(), x)
+        return (x.detach() + lv.sigma_bar[0] ** 2 * coef * score) / lv.alpha_bar[0]
+
+    def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
+               progress=None, **kw) -> torch.Tensor:
+        """`num` final samples in model space, in batches; `progress(n)` is told of each batch."""
+        out = []
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            out.append(self.sample_levels(n, generator, **kw)[-1].cpu())
+            if progress is not None:
+                progress(n)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------------------ pictures
+    def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
+        """Unnormalised log p_t(x_t) = f_hat(y_scale_t x; lambda_t) / s_t^2 at noise level `level`."""
+        ebm = (self.ema if use_ema else self.nets)["ebm"]
+        t = torch.full((len(x),), level, device=self.device)
+        with torch.no_grad():
+            return ebm(self.levels.y_scale[level] * x, self.levels.logsnr[t]) / self.levels.step_size[level] ** 2
+
+    def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Data at the noise levels T-1, ..., 0 (the top row of Fig. 5.5)."""
+        lv = self.levels
+        e = torch.randn(x0.shape, generator=generator, device=x0.device)
+        return [lv.alpha_bar[t] * x0 + lv.sigma_bar[t] * e for t in reversed(range(lv.num_levels))]
+
+    def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
+        if data.kind == "points":
+            n = 2000
+            levels = self.sample_levels(n, generator)
+            idx = torch.randperm(len(data), generator=generator)[:n]
+            viz.levels_figure_2d(self, data.model_space(idx).to(self.device), levels, path, generator)
+        else:
+            viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)

@@ -1,0 +1,264 @@
+"""Presets: pydantic schemas (one per method, chosen by `method`), TOML loading, `--set` overrides.
+
+A preset pins every hyperparameter of a run. Unknown keys, wrong types and out-of-range values are
+errors that name the field. Paper presets cite the thesis table or section each number comes from.
+"""
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ebmkit.errors import EbmkitError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Unit = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- shared sections
+class DataConfig(Strict):
+    name: str                             # built-in set or local format, see ebmkit.data
+    path: str | None = None               # where local data sets live
+    image_size: PositiveInt | None = None
+    hflip: bool = False                   # random horizontal flips of training images
+    num_points: PositiveInt = 50_000      # size of the fixed draw for 2-D sets
+
+
+class Conditioning(Strict):
+    kind: Literal["none", "class", "attributes"] = "none"
+    num_classes: Annotated[int, Field(ge=0)] = 0   # classes of the data ("class" kind)
+    attributes: list[str] = []                      # attribute names ("attributes" kind, sec. 5.4.6)
+    label_dropout: Unit = 0.1                       # null-class rate for classifier-free guidance
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "class" and self.num_classes < 1:
+            raise ValueError("kind 'class' needs num_classes >= 1")
+        if self.kind == "attributes" and not self.attributes:
+            raise ValueError("kind 'attributes' needs a non-empty attributes list")
+        if self.kind == "none" and (self.num_classes or self.attributes):
+            raise ValueError("kind 'none' takes no num_classes or attributes")
+        return self
+
+    @property
+    def num_labels(self) -> int:
+        """Labels the networks embed (0 = unconditional): a class, or one value of one attribute."""
+        return {"none": 0, "class": self.num_classes, "attributes": 2 * len(self.attributes)}[self.kind]
+
+
+class Guard(Strict):
+    """Divergence guard: on a non-finite loss or |energy| above the bound, restore the last good
+    state and multiply the learning rates by `lr_factor`."""
+
+    enabled: bool = True
+    max_abs_energy: PositiveFloat = 1e6
+    lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    snapshot_every: PositiveInt = 200
+    max_rollbacks: PositiveInt = 20
+
+
+# ---------------------------------------------------------------------------- CDRL
+class ResNetEBM(Strict):
+    """EBM of Tables 5.6 / 5.7."""
+
+    arch: Literal["resnet"]
+    channels: list[PositiveInt]           # channels per resolution; the stem conv has channels[0]
+    num_res_blocks: PositiveInt           # N of Table 5.7
+    temb_dim: PositiveInt                 # time embedding width (512, or 1024 for CDRL-large)
+    spectral_norm: bool = True
+
+
+class MLPEBM(Strict):
+    arch: Literal["mlp"]
+    hidden: PositiveInt = 128
+    num_blocks: PositiveInt = 3
+    temb_dim: PositiveInt = 128
+    spectral_norm: bool = True
+
+
+class UNetInit(Strict):
+    """Initializer U-Net (sec. 5.4.8.1): half-width DDPM U-Net, attention at 16x16 and 8x8."""
+
+    arch: Literal["unet"]
+    base_channels: PositiveInt = 64
+    channel_mult: list[PositiveInt] = [1, 1, 1]
+    num_res_blocks: PositiveInt = 3
+    attn_resolutions: list[PositiveInt] = [16, 8]
+    dropout: Unit = 0.1
+    temb_dim: PositiveInt = 256
+    num_heads: PositiveInt = 1
+
+
+class MLPInit(Strict):
+    arch: Literal["mlp"]
+    hidden: PositiveInt = 64
+    num_blocks: PositiveInt = 2
+    temb_dim: PositiveInt = 128
+
+
+class Diffusion(Strict):
+    num_levels: Annotated[int, Field(ge=2)] = 6   # T (sec. 5.4.8.3)
+    logsnr_max: float = 9.8                        # Eq. 5.17
+    logsnr_min: float = -5.1                       # Eq. 5.18
+    variance_reduction: bool = True                # Eq. 5.7
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.logsnr_min < self.logsnr_max:
+            raise ValueError("logsnr_min must be below logsnr_max")
+        return self
+
+
+class CDRLSampler(Strict):
+    steps: Annotated[int, Field(ge=0)] = 15        # K Langevin steps per level (sec. 5.4.8.2)
+    step_coef: PositiveFloat = 0.054               # Eq. 5.14
+    noise_weight: Annotated[float, Field(ge=0)] = 1.0
+    tweedie_coef: Annotated[float, Field(ge=0)] = 2.0   # gradient factor of the final Eq. 5.16 step; 0 skips it
+    init_noise: bool = True                        # initializer proposals carry sigma-tilde noise (Eq. 5.4)
+
+
+class CDRLTrain(Strict):
+    batch_size: PositiveInt                        # global, split over ranks
+    iterations: PositiveInt
+    lr: PositiveFloat = 1e-4                       # eta_theta (sec. 5.4.8.2)
+    init_lr: PositiveFloat = 1e-5                  # eta_phi
+    warmup: Annotated[int, Field(ge=0)] = 10_000   # Eq. 5.13
+    init_warmup_lead: Annotated[int, Field(ge=0)] = 500   # the initializer starts 500 iterations earlier
+    betas: tuple[Unit, Unit] = (0.9, 0.999)
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    ema: Unit = 0.9999
+    grad_clip: PositiveFloat = 1.0
+    seed: int = 0
+    log_every: PositiveInt = 100
+    sample_every: PositiveInt = 5000
+    ckpt_every: PositiveInt = 5000
+    num_preview: PositiveInt = 64                  # samples in the periodic preview picture
+
+
+class CDRLPreset(Strict):
+    method: Literal["cdrl"]
+    name: str
+    description: str = ""
+    data: DataConfig
+    conditioning: Conditioning = Conditioning()
+    ebm: Annotated[ResNetEBM | MLPEBM, Field(discriminator="arch")]
+    init: Annotated[UNetInit | MLPInit, Field(discriminator="arch")]
+    diffusion: Diffusion = Diffusion()
+    sampler: CDRLSampler = CDRLSampler()
+    train: CDRLTrain
+    guard: Guard = Guard()
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"cdrl": CDRLPreset}
+Preset = CDRLPreset  # the union of all method schemas, as methods are added
+
+
+# ---------------------------------------------------------------------------- loading
+def list_presets() -> list[tuple[str, str]]:
+    """(name, description) of every preset shipped in presets/."""
+    out = []
+    for f in sorted(PRESET_DIR.glob("*.toml")):
+        raw = tomllib.loads(f.read_text())
+        out.append((f.stem, raw.get("description", "")))
+    return out
+
+
+def _read(source: str) -> tuple[dict, str]:
+    """Raw dict from a preset name, a .toml file or a .json file (e.g. a run's preset.json)."""
+    path = Path(source)
+    if path.suffix in (".toml", ".json") and path.is_file():
+        text = path.read_text()
+        try:
+            raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+            raise EbmkitError(f"cannot parse preset file {path}: {e}") from None
+        return raw, str(path)
+    named = PRESET_DIR / f"{source}.toml"
+    if not named.is_file():
+        names = ", ".join(n for n, _ in list_presets())
+        raise EbmkitError(f"unknown preset '{source}' (known: {names}; or give a .toml/.json path)")
+    return tomllib.loads(named.read_text()), source
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'train.lr=2e-4' -> (['train', 'lr'], 2e-4). Values use TOML syntax; bare words are strings."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise EbmkitError(f"bad override '{item}': expected KEY=VALUE, e.g. train.lr=2e-4")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise EbmkitError(f"bad override '{item}': '{k}' is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
+_UNION_TAGS = {"resnet", "mlp", "unet"}
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in _UNION_TAGS) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def validate(raw: dict, source: str = "preset") -> Preset:
+    method = raw.get("method")
+    if method not in SCHEMAS:
+        raise EbmkitError(f"{source}: unknown method {method!r} (known: {', '.join(SCHEMAS)})")
+    try:
+        return SCHEMAS[method].model_validate(raw)
+    except ValidationError as e:
+        raise EbmkitError(f"invalid preset {source}: {_describe(e)}") from None
+
+
+def load_preset(source: str, overrides: list[str] = ()) -> Preset:
+    """A validated preset from a name or file, with `--set KEY=VALUE` overrides applied first."""
+    raw, label = _read(source)
+    return validate(apply_overrides(raw, list(overrides)), label)
+
+
+def to_toml(data: dict) -> str:
+    """Serialise a fully expanded preset (nested dicts of scalars and lists) as TOML."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    def table(d: dict, prefix: str) -> list[str]:
+        lines = [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None]
+        for k, v in d.items():
+            if isinstance(v, dict):
+                name = f"{prefix}.{k}" if prefix else k
+                lines += ["", f"[{name}]"] + table(v, name)
+        return lines
+
+    return "\n".join(table(data, "")) + "\n"

@@ -1,0 +1,74 @@
+"""Noise schedules and Langevin step sizes of CDRL (thesis sec. 5.3.1, 5.3.2, 5.4.8.2, 5.4.8.3).
+
+Indexing follows the thesis: x_0 is data, x_1..x_T ever noisier, x_t = abar_t x_0 + sbar_t e.
+The EBM and initializer of level t = 0..T-1 model y_t = alpha_{t+1} x_t given x_{t+1}. The top
+level t = T-1 is a marginal EBM of x_{T-1} itself (implementation notes): no recovery term and no
+alpha scaling there.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+def logsnr_cosine(t: torch.Tensor, logsnr_max: float, logsnr_min: float) -> torch.Tensor:
+    """Cosine log-SNR schedule lambda(t) = -2 log tan(a t + b) for t in [0, 1] (Eq. 5.17, 5.18)."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    b = torch.atan(torch.exp(torch.tensor(-0.5 * logsnr_max, dtype=torch.float64)))  # Eq. 5.17
+    a = torch.atan(torch.exp(torch.tensor(-0.5 * logsnr_min, dtype=torch.float64))) - b  # Eq. 5.18
+    return -2.0 * torch.log(torch.tan(a * t + b))
+
+
+@dataclass(frozen=True)
+class DiffusionLevels:
+    """Every per-level quantity of a T-level CDRL diffusion, float64.
+
+    Tensors of length T+1 are indexed by the noise level of x_t; tensors of length T by the
+    EBM/initializer level t (the pair y_t, x_{t+1}).
+    """
+
+    logsnr: torch.Tensor       # (T+1,) lambda_t = log(abar_t^2 / sbar_t^2)
+    alpha_bar: torch.Tensor    # (T+1,) abar_t = sqrt(sigmoid(lambda_t))
+    sigma_bar: torch.Tensor    # (T+1,) sbar_t = sqrt(sigmoid(-lambda_t))
+    alpha: torch.Tensor        # (T,) alpha_{t+1} = abar_{t+1} / abar_t
+    sigma: torch.Tensor        # (T,) sigma_{t+1} = sqrt(1 - alpha_{t+1}^2)
+    y_scale: torch.Tensor      # (T,) y_t = y_scale_t x_t: alpha_{t+1}, and 1 at the marginal top level
+    recovery: torch.Tensor     # (T,) 1 where the recovery term of Eq. 5.1 applies, 0 at the top level
+    init_std: torch.Tensor     # (T,) std of the initializer proposal in y-space: y_scale_t * sigma-tilde_t
+    step_size: torch.Tensor    # (T,) Langevin step size s_t of Eq. 5.14
+    loss_weight: torch.Tensor  # (T,) EBM loss weight sigma_1 / sigma_{t+1} (as in DRL)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.alpha)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "DiffusionLevels":
+        return DiffusionLevels(**{k: v.to(device, dtype) for k, v in vars(self).items()})
+
+
+def cdrl_levels(num_levels: int, logsnr_max: float, logsnr_min: float, step_coef: float) -> DiffusionLevels:
+    """The T = num_levels levels on the grid t = k/T with the cosine schedule (sec. 5.4.8.3)."""
+    T = num_levels
+    logsnr = logsnr_cosine(torch.arange(T + 1, dtype=torch.float64) / T, logsnr_max, logsnr_min)
+    alpha_bar = torch.sigmoid(logsnr).sqrt()
+    sigma_bar = torch.sigmoid(-logsnr).sqrt()
+    alpha = alpha_bar[1:] / alpha_bar[:-1]
+    sigma = (1.0 - alpha**2).sqrt()
+    top = torch.arange(T) == T - 1
+    y_scale = torch.where(top, torch.ones_like(alpha), alpha)
+    # sigma-tilde_t^2 = sbar_t^2 / sbar_{t+1}^2 * sigma_{t+1}^2 (sec. 5.3.2, the DDPM lower bound).
+    sigma_tilde = sigma_bar[:-1] / sigma_bar[1:] * sigma
+    # Eq. 5.14: s_t^2 = 0.054 * sbar_t * sigma_{t+1}^2.
+    step_size = (step_coef * sigma_bar[:-1] * sigma**2).sqrt()
+    return DiffusionLevels(
+        logsnr=logsnr,
+        alpha_bar=alpha_bar,
+        sigma_bar=sigma_bar,
+        alpha=alpha,
+        sigma=sigma,
+        y_scale=y_scale,
+        recovery=(~top).double(),
+        init_std=y_scale * sigma_tilde,
+        step_size=step_size,
+        loss_weight=sigma[0] / sigma,
+    )

@@ -1,0 +1,322 @@
+"""The one training loop, for every method.
+
+It draws batches, asks the method for its losses, steps one Adam(W) per network with warm-up and
+gradient clipping, keeps EMA copies, guards against divergence, and writes the run directory:
+
+    RUN/preset.json               the exact resolved preset
+    RUN/model.safetensors         networks + EMA + preset: all that `ebmkit sample` needs
+    RUN/train_state.safetensors   networks, optimisers, RNG and data order: exact resume
+    RUN/metrics.jsonl             one JSON line per log interval, and guard events
+    RUN/samples/step_*.png        periodic previews
+
+Multi-GPU / multi-node: launch with torchrun; each rank draws its own data shard and RNG stream,
+gradients are averaged by DDP, only rank 0 writes. Ctrl-C (or SIGTERM) finishes the current step,
+saves, and exits.
+"""
+
+import copy
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ebmkit import checkpoint
+from ebmkit.data import load_dataset
+from ebmkit.data.batches import ShardedBatches
+from ebmkit.errors import EbmkitError
+from ebmkit.methods import Method, build_method, save_model
+
+console = Console(stderr=True)
+
+
+# ---------------------------------------------------------------------------- processes
+@dataclass
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_ranks(device: str = "auto") -> Ranks:
+    """One process, or one rank of a torchrun launch (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EbmkitError(f"--device {device}: no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks(device=torch.device(device))
+    use_cuda = device.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    return Ranks(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+
+
+def rng_state(ranks: Ranks) -> dict[str, torch.Tensor]:
+    """Every rank's RNG state, stacked by rank (gathered to all ranks)."""
+    states = {"cpu": torch.get_rng_state()}
+    if ranks.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(ranks.device)
+    if ranks.world == 1:
+        return {k: v[None] for k, v in states.items()}
+    out = {}
+    for k, v in states.items():
+        v = v.to(ranks.device)
+        parts = [torch.empty_like(v) for _ in range(ranks.world)]
+        dist.all_gather(parts, v)
+        out[k] = torch.stack(parts).cpu()
+    return out
+
+
+def set_rng_state(states: dict[str, torch.Tensor], ranks: Ranks) -> None:
+    if states["cpu"].shape[0] != ranks.world:
+        raise EbmkitError(f"this run was trained with {states['cpu'].shape[0]} processes; "
+                          f"resume it with the same number (got {ranks.world})")
+    torch.set_rng_state(states["cpu"][ranks.rank])
+    if "cuda" in states and ranks.device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"][ranks.rank], ranks.device)
+
+
+# ---------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """Average parameters; copy buffers. Spectral-norm power-iteration vectors (u, v) are buffers and
+    must not be averaged: averaged u, v blow up the EMA network's outputs (implementation notes)."""
+    for e, p in zip(ema.parameters(), net.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), net.buffers()):
+        e.copy_(b)
+
+
+def make_optimizers(method: Method) -> dict[str, torch.optim.Optimizer]:
+    out = {}
+    for name, spec in method.optim_specs().items():
+        cls = torch.optim.AdamW if spec.decoupled else torch.optim.Adam
+        out[name] = cls(method.nets[name].parameters(), lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+    return out
+
+
+class Stopper:
+    """Turns the first Ctrl-C / SIGTERM into a flag checked between steps; a second one interrupts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------- the loop
+class Trainer:
+    def __init__(self, preset, run_dir: Path, ranks: Ranks, resume: bool, quiet: bool = False):
+        self.preset, self.run_dir, self.ranks, self.quiet = preset, run_dir, ranks, quiet
+        t = preset.train
+        torch.manual_seed(t.seed * 1000 + ranks.rank)  # each rank its own stream
+        d = preset.data
+        self.data = load_dataset(d.name, d.path, "train", d.image_size, d.num_points, t.seed)
+        self.method = build_method(preset, self.data.shape, ranks.device)
+        self.method.check_data(self.data)
+        if t.batch_size % ranks.world:
+            raise EbmkitError(f"train.batch_size {t.batch_size} is not divisible by {ranks.world} processes")
+        self.batches = ShardedBatches(len(self.data), t.batch_size // ranks.world, t.seed, ranks.rank, ranks.world)
+        self.optimizers = make_optimizers(self.method)
+        self.specs = self.method.optim_specs()
+        self.train_nets = {k: DDP(v) if ranks.world > 1 else v for k, v in self.method.nets.items()}
+        if ranks.world > 1:  # DDP gave every rank rank 0's initial weights; so must the EMA copies
+            self.method.ema.load_state_dict(self.method.nets.state_dict())
+        self.step, self.lr_scale, self.rollbacks = 0, 1.0, 0
+        if resume:
+            self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
+        self.snapshot = self._snapshot()
+        self.preview_gen_seed = t.seed + 12345
+
+    # -- state ------------------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        return copy.deepcopy({"step": self.step, "components": {k: m.state_dict() for k, m in self.method.components().items()},
+                              "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}})
+
+    def _restore(self, snap: dict) -> None:
+        for k, m in self.method.components().items():
+            m.load_state_dict(snap["components"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(snap["optimizers"][k])
+
+    def _state(self) -> dict:
+        return {"step": self.step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                "components": {k: m.state_dict() for k, m in self.method.components().items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "batches": self.batches.state_dict(), "rng": rng_state(self.ranks)}
+
+    def _load_state(self, state: dict) -> None:
+        self._restore(state)
+        self.step, self.lr_scale, self.rollbacks = state["step"], state["lr_scale"], state["rollbacks"]
+        self.batches.load_state_dict(state["batches"])
+        set_rng_state(state["rng"], self.ranks)
+
+    def save(self) -> None:
+        state = self._state()  # collective: every rank takes part
+        if self.ranks.main:
+            checkpoint.save_state(self.run_dir / "train_state.safetensors", state)
+            save_model(self.run_dir / "model.safetensors", self.method, self.step)
+        self.snapshot = self._snapshot()
+
+    def preview(self) -> None:
+        if self.ranks.main:
+            gen = torch.Generator(self.ranks.device).manual_seed(self.preview_gen_seed)
+            self.method.preview(self.run_dir / "samples" / f"step_{self.step:07d}.png", gen, self.data)
+
+    def log(self, record: dict) -> None:
+        if self.ranks.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # -- one step ---------------------------------------------------------------------------
+    def _set_lr(self) -> None:
+        for name, opt in self.optimizers.items():
+            spec = self.specs[name]
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * spec.lr_factor(self.step) * self.lr_scale
+
+    def train_step(self) -> dict[str, torch.Tensor] | None:
+        """One update of every network; None when the guard rolled back instead."""
+        batch = self.method.make_batch(self.data, self.batches.next())
+        losses, metrics = self.method.train_step(batch, self.train_nets)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        norms = {}
+        for name, net in self.method.nets.items():
+            clip = self.specs[name].grad_clip or float("inf")
+            norms[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        values = {**{f"loss_{k}": v.detach() for k, v in losses.items()}, **metrics, **norms}
+        if self.preset.guard.enabled and self._diverged(values):
+            return None
+        self._set_lr()
+        for opt in self.optimizers.values():
+            opt.step()
+        for name in self.method.nets:
+            ema_update(self.method.ema[name], self.method.nets[name], self.preset.train.ema)
+        self.step += 1
+        return values
+
+    def _diverged(self, values: dict[str, torch.Tensor]) -> bool:
+        """Non-finite loss or gradient, or |energy| above the bound: restore the last good state."""
+        energies = torch.stack([v for k, v in values.items() if k.startswith("energy")])
+        bad = (~torch.isfinite(torch.stack(list(values.values())))).any() | (
+            energies.abs().max() > self.preset.guard.max_abs_energy)
+        if self.ranks.world > 1:
+            bad = bad.float()
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if not bool(bad):
+            return False
+        self.rollbacks += 1
+        if self.rollbacks > self.preset.guard.max_rollbacks:
+            raise EbmkitError(f"training diverged {self.rollbacks} times (last at step {self.step}); "
+                              f"lower train.lr or see {self.run_dir / 'metrics.jsonl'}", exit_code=1)
+        self._restore(self.snapshot)
+        self.lr_scale *= self.preset.guard.lr_factor
+        shown = {k: round(float(v), 4) for k, v in values.items()}
+        message = (f"guard: divergence at step {self.step} ({shown}); restored step {self.snapshot['step']}, "
+                   f"learning rates x{self.lr_scale:g}")
+        if self.ranks.main:
+            console.print(f"[yellow]{message}[/yellow]")
+        self.log({"event": "guard", "step": self.step, "restored": self.snapshot["step"],
+                  "lr_scale": self.lr_scale, "values": shown})
+        self.step = self.snapshot["step"]
+        return True
+
+    # -- run --------------------------------------------------------------------------------
+    def run(self) -> None:
+        t, g = self.preset.train, self.preset.guard
+        sums: dict[str, torch.Tensor] = {}
+        count, tic = 0, time.time()
+        progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
+                            TaskProgressColumn(show_speed=True), TimeRemainingColumn(),
+                            TextColumn("{task.fields[info]}"), console=console,
+                            disable=self.quiet or not self.ranks.main or not console.is_terminal)
+        with Stopper() as stopper, progress:
+            task = progress.add_task("train", total=t.iterations, completed=self.step, info="")
+            while self.step < t.iterations:
+                values = self.train_step()
+                if values is None:
+                    progress.update(task, completed=self.step)
+                    continue
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0) + v
+                count += 1
+                progress.update(task, completed=self.step)
+                if self.step % t.log_every == 0:
+                    record = {"step": self.step, "time": round(time.time() - tic, 2), "lr_scale": self.lr_scale,
+                              **{k: round(float(v) / count, 6) for k, v in sums.items()}}
+                    self.log(record)
+                    info = " ".join(f"{k.removeprefix('loss_')}={record[k]:.3g}" for k in sums if k.startswith(("loss", "energy")))
+                    progress.update(task, info=info)
+                    if self.ranks.main and not self.quiet and not console.is_terminal:
+                        console.print(f"step {self.step}/{t.iterations} {info}")
+                    sums, count = {}, 0
+                if self.step % t.ckpt_every == 0:
+                    self.save()
+                elif self.step % g.snapshot_every == 0:
+                    self.snapshot = self._snapshot()
+                if self.step % t.sample_every == 0:
+                    self.preview()
+                if stopper.requested:
+                    self.save()
+                    raise EbmkitError(f"interrupted at step {self.step}; saved to {self.run_dir} "
+                                      f"(continue with: ebmkit train --resume {self.run_dir})", exit_code=130)
+        if self.step % t.ckpt_every:
+            self.save()
+        if self.step % t.sample_every:
+            self.preview()
+
+
+def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
+          device: str = "auto", quiet: bool = False) -> Path:
+    """Train `preset` into `run_dir` (or continue the run there). Returns the model file."""
+    run_dir = Path(run_dir)
+    ranks = setup_ranks(device)
+    if resume:
+        if not (run_dir / "train_state.safetensors").is_file():
+            raise EbmkitError(f"cannot resume: {run_dir / 'train_state.safetensors'} not found")
+    elif ranks.main:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            if not overwrite:
+                raise EbmkitError(f"run directory {run_dir} is not empty; use --resume to continue it "
+                                  f"or --overwrite to start over")
+            for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
+                (run_dir / name).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
+    trainer = Trainer(preset, run_dir, ranks, resume, quiet)
+    trainer.run()
+    return run_dir / "model.safetensors"

@@ -1,0 +1,76 @@
+"""Pictures: image grids, 2-D scatters, and the per-level data/density/sample figure of Fig. 5.5."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from ebmkit.data import from_model_space  # noqa: E402
+
+
+def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
+    """Images in model space (N, C, H, W) in [-1, 1] -> one PNG grid."""
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(x)))))
+    grid = make_grid(from_model_space(x.detach().cpu()), nrow=nrow, padding=1, pad_value=255)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
+
+
+def save_images(x: torch.Tensor, folder: str | Path) -> None:
+    """One PNG per image, 000000.png, 000001.png, ..."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(from_model_space(x.detach().cpu())):
+        Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(folder / f"{i:06d}.png")
+
+
+def _limit(points: torch.Tensor) -> float:
+    return 1.1 * float(points.abs().max())
+
+
+def save_scatter(points: torch.Tensor, path: str | Path, lim: float | None = None) -> None:
+    """2-D samples (N, 2) as a scatter plot."""
+    lim = lim or _limit(points)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(*points.detach().cpu().T.numpy(), s=0.5, alpha=0.5)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def levels_figure_2d(method, data: torch.Tensor, samples: list[torch.Tensor], path: str | Path,
+                     generator: torch.Generator | None = None, grid: int = 150) -> None:
+    """Fig. 5.5: rows = data, learned density, samples; columns = noise levels T-1 ... 0.
+
+    `samples` is method.sample_levels(...): x_{T-1} ... x_0, then the denoised x_0 (last column).
+    """
+    T = method.levels.num_levels
+    data_levels = method.noised_levels(data, generator)
+    lim = _limit(data)
+    axis = torch.linspace(-lim, lim, grid, device=data.device)
+    gy, gx = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    points = torch.stack([gx.flatten(), gy.flatten()], 1)
+    fig, axes = plt.subplots(3, T, figsize=(2.4 * T, 7.2), squeeze=False)
+    for col in range(T):
+        level = T - 1 - col
+        density = torch.softmax(method.log_density(points, level).flatten(), 0).reshape(grid, grid)
+        shown = samples[-1] if level == 0 else samples[col]
+        for row, pts in ((0, data_levels[col]), (2, shown)):
+            axes[row, col].scatter(*pts.cpu().T.numpy(), s=0.3, alpha=0.4)
+            axes[row, col].set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        axes[1, col].imshow(density.cpu().numpy(), extent=(-lim, lim, -lim, lim), cmap="viridis")
+        axes[0, col].set_title(f"level {level}", fontsize=9)
+        for row in range(3):
+            axes[row, col].set(xticks=[], yticks=[])
+    for row, name in enumerate(("data", "density", "samples")):
+        axes[row, 0].set_ylabel(name)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
