@@ -56,11 +56,13 @@ class Conditioning(Strict):
 
 
 class Guard(Strict):
-    """Divergence guard: on a non-finite loss or |energy| above the bound, restore the last good
-    state and multiply the learning rates by `lr_factor`."""
+    """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or |energy|
+    above `spike_factor` times its running mean (floored at 1), restore the last good state and
+    multiply the learning rates by `lr_factor`."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6
+    spike_factor: Annotated[float, Field(gt=1)] = 100.0
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20
@@ -121,6 +123,7 @@ class Diffusion(Strict):
 class CDRLSampler(Strict):
     steps: Annotated[int, Field(ge=0)] = 15        # K Langevin steps per level (sec. 5.4.8.2)
     step_coef: PositiveFloat = 0.054               # Eq. 5.14
+    step_rule: Literal["eq5.14", "sigma"] = "eq5.14"  # "sigma": s_t^2 = c sigma_{t+1}^2 (authors' 2-D code)
     noise_weight: Annotated[float, Field(ge=0)] = 1.0
     tweedie_coef: Annotated[float, Field(ge=0)] = 2.0   # gradient factor of the final Eq. 5.16 step; 0 skips it
     init_noise: bool = True                        # initializer proposals carry sigma-tilde noise (Eq. 5.4)

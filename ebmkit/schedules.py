@@ -46,8 +46,13 @@ class DiffusionLevels:
         return DiffusionLevels(**{k: v.to(device, dtype) for k, v in vars(self).items()})
 
 
-def cdrl_levels(num_levels: int, logsnr_max: float, logsnr_min: float, step_coef: float) -> DiffusionLevels:
-    """The T = num_levels levels on the grid t = k/T with the cosine schedule (sec. 5.4.8.3)."""
+def cdrl_levels(num_levels: int, logsnr_max: float, logsnr_min: float, step_coef: float,
+                step_rule: str = "eq5.14") -> DiffusionLevels:
+    """The T = num_levels levels on the grid t = k/T with the cosine schedule (sec. 5.4.8.3).
+
+    step_rule "eq5.14": s_t^2 = c * sbar_t * sigma_{t+1}^2 (images); "sigma": s_t^2 = c * sigma_{t+1}^2,
+    the rule of the authors' 2-D code, with larger steps at the low noise levels.
+    """
     T = num_levels
     logsnr = logsnr_cosine(torch.arange(T + 1, dtype=torch.float64) / T, logsnr_max, logsnr_min)
     alpha_bar = torch.sigmoid(logsnr).sqrt()
@@ -59,7 +64,7 @@ def cdrl_levels(num_levels: int, logsnr_max: float, logsnr_min: float, step_coef
     # sigma-tilde_t^2 = sbar_t^2 / sbar_{t+1}^2 * sigma_{t+1}^2 (sec. 5.3.2, the DDPM lower bound).
     sigma_tilde = sigma_bar[:-1] / sigma_bar[1:] * sigma
     # Eq. 5.14: s_t^2 = 0.054 * sbar_t * sigma_{t+1}^2.
-    step_size = (step_coef * sigma_bar[:-1] * sigma**2).sqrt()
+    step_size = (step_coef * (sigma_bar[:-1] if step_rule == "eq5.14" else 1.0) * sigma**2).sqrt()
     return DiffusionLevels(
         logsnr=logsnr,
         alpha_bar=alpha_bar,

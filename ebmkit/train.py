@@ -16,7 +16,9 @@ saves, and exits.
 
 import copy
 import json
+import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -154,7 +156,7 @@ class Trainer:
         self.train_nets = {k: DDP(v) if ranks.world > 1 else v for k, v in self.method.nets.items()}
         if ranks.world > 1:  # DDP gave every rank rank 0's initial weights; so must the EMA copies
             self.method.ema.load_state_dict(self.method.nets.state_dict())
-        self.step, self.lr_scale, self.rollbacks = 0, 1.0, 0
+        self.step, self.lr_scale, self.rollbacks, self.energy_scale = 0, 1.0, 0, None
         if resume:
             self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
         self.snapshot = self._snapshot()
@@ -173,6 +175,7 @@ class Trainer:
 
     def _state(self) -> dict:
         return {"step": self.step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                "energy_scale": self.energy_scale,
                 "components": {k: m.state_dict() for k, m in self.method.components().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "batches": self.batches.state_dict(), "rng": rng_state(self.ranks)}
@@ -180,11 +183,26 @@ class Trainer:
     def _load_state(self, state: dict) -> None:
         self._restore(state)
         self.step, self.lr_scale, self.rollbacks = state["step"], state["lr_scale"], state["rollbacks"]
+        self.energy_scale = state["energy_scale"]
         self.batches.load_state_dict(state["batches"])
         set_rng_state(state["rng"], self.ranks)
 
+    def rank_checksums(self) -> list[float]:
+        """A position-weighted float64 sum of every parameter, per rank (collective)."""
+        flat = torch.cat([p.detach().flatten().double() for p in self.method.nets.parameters()])
+        local = (flat * (torch.arange(len(flat), device=flat.device) % 97 + 1)).sum().reshape(1)
+        if self.ranks.world == 1:
+            return [float(local)]
+        parts = [torch.empty_like(local) for _ in range(self.ranks.world)]
+        dist.all_gather(parts, local)
+        return [float(x) for x in parts]
+
     def save(self) -> None:
         state = self._state()  # collective: every rank takes part
+        checksums = self.rank_checksums()
+        self.log({"event": "checkpoint", "step": self.step, "rank_checksums": checksums})
+        if len(set(checksums)) > 1:
+            raise EbmkitError(f"ranks hold different parameters at step {self.step}: {checksums}", exit_code=1)
         if self.ranks.main:
             checkpoint.save_state(self.run_dir / "train_state.safetensors", state)
             save_model(self.run_dir / "model.safetensors", self.method, self.step)
@@ -230,28 +248,37 @@ class Trainer:
         return values
 
     def _diverged(self, values: dict[str, torch.Tensor]) -> bool:
-        """Non-finite loss or gradient, or |energy| above the bound: restore the last good state."""
-        energies = torch.stack([v for k, v in values.items() if k.startswith("energy")])
-        bad = (~torch.isfinite(torch.stack(list(values.values())))).any() | (
-            energies.abs().max() > self.preset.guard.max_abs_energy)
-        if self.ranks.world > 1:
-            bad = bad.float()
+        """Non-finite loss or gradient, |energy| above the bound, or an energy spike: restore the last
+        good state and lower the learning rates."""
+        g = self.preset.guard
+        vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
+        energy = max(abs(v) for k, v in vals.items() if k.startswith("energy"))
+        reason = ""
+        if not all(math.isfinite(v) for v in vals.values()):
+            reason = "non-finite value"
+        elif energy > g.max_abs_energy:
+            reason = f"|energy| {energy:.3g} above guard.max_abs_energy"
+        elif self.energy_scale and energy > g.spike_factor * max(self.energy_scale, 1.0):
+            reason = f"|energy| {energy:.3g} is {energy / self.energy_scale:.0f}x its running mean"
+        bad = torch.tensor(float(bool(reason)))
+        if self.ranks.world > 1:  # every rank takes the same decision
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if not bool(bad):
+            reason = reason or ("divergence on another rank" if bad.item() else "")
+        if not reason:
+            self.energy_scale = energy if self.energy_scale is None else 0.99 * self.energy_scale + 0.01 * energy
             return False
         self.rollbacks += 1
-        if self.rollbacks > self.preset.guard.max_rollbacks:
-            raise EbmkitError(f"training diverged {self.rollbacks} times (last at step {self.step}); "
+        if self.rollbacks > g.max_rollbacks:
+            raise EbmkitError(f"training diverged {self.rollbacks} times (last at step {self.step}: {reason}); "
                               f"lower train.lr or see {self.run_dir / 'metrics.jsonl'}", exit_code=1)
         self._restore(self.snapshot)
-        self.lr_scale *= self.preset.guard.lr_factor
-        shown = {k: round(float(v), 4) for k, v in values.items()}
-        message = (f"guard: divergence at step {self.step} ({shown}); restored step {self.snapshot['step']}, "
+        self.lr_scale *= g.lr_factor
+        message = (f"guard: {reason} at step {self.step}; restored step {self.snapshot['step']}, "
                    f"learning rates x{self.lr_scale:g}")
         if self.ranks.main:
             console.print(f"[yellow]{message}[/yellow]")
-        self.log({"event": "guard", "step": self.step, "restored": self.snapshot["step"],
-                  "lr_scale": self.lr_scale, "values": shown})
+        self.log({"event": "guard", "step": self.step, "reason": reason, "restored": self.snapshot["step"],
+                  "lr_scale": self.lr_scale, "values": {k: round(v, 6) for k, v in vals.items()}})
         self.step = self.snapshot["step"]
         return True
 
@@ -305,18 +332,17 @@ def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = F
     """Train `preset` into `run_dir` (or continue the run there). Returns the model file."""
     run_dir = Path(run_dir)
     ranks = setup_ranks(device)
-    if resume:
-        if not (run_dir / "train_state.safetensors").is_file():
-            raise EbmkitError(f"cannot resume: {run_dir / 'train_state.safetensors'} not found")
-    elif ranks.main:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not overwrite:
-                raise EbmkitError(f"run directory {run_dir} is not empty; use --resume to continue it "
-                                  f"or --overwrite to start over")
-            for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
-                (run_dir / name).unlink(missing_ok=True)
+    if resume and not (run_dir / "train_state.safetensors").is_file():
+        raise EbmkitError(f"cannot resume: {run_dir / 'train_state.safetensors'} not found")
+    if not resume and not overwrite and run_dir.exists() and any(run_dir.iterdir()):
+        raise EbmkitError(f"run directory {run_dir} is not empty; use --resume to continue it "
+                          f"or --overwrite to start over")
+    trainer = Trainer(preset, run_dir, ranks, resume, quiet)  # loads the data first: a bad path writes nothing
+    if not resume and ranks.main:
+        for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "samples", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
-    trainer = Trainer(preset, run_dir, ranks, resume, quiet)
     trainer.run()
     return run_dir / "model.safetensors"

@@ -35,8 +35,9 @@ class CDRL(Method):
     def __init__(self, preset, shape, device="cpu"):
         super().__init__(preset, shape, device)
         d = preset.diffusion
-        self.levels: DiffusionLevels = cdrl_levels(d.num_levels, d.logsnr_max, d.logsnr_min,
-                                                   preset.sampler.step_coef).to(self.device)
+        s = preset.sampler
+        self.levels: DiffusionLevels = cdrl_levels(d.num_levels, d.logsnr_max, d.logsnr_min, s.step_coef,
+                                                   s.step_rule).to(self.device)
 
     # ------------------------------------------------------------------------------ networks
     def build_networks(self) -> dict[str, nn.Module]:

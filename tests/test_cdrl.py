@@ -1,0 +1,115 @@
+"""CDRL pieces against the thesis equations: Eq. 5.3 with f = f_hat / s^2, Eq. 5.4, 5.5-5.7, 5.16."""
+
+import math
+
+import pytest
+import torch
+
+from ebmkit.methods import Batch, build_method
+from ebmkit.presets import load_preset
+
+TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1", "sampler.steps=3"]
+
+
+class Quadratic(torch.nn.Module):
+    """f_hat(y; lambda) = -c |y - m|^2 per example, for closed-form checks."""
+
+    def __init__(self, c=0.3, m=0.5):
+        super().__init__()
+        self.c, self.m = c, m
+
+    def forward(self, y, logsnr, label=None):
+        return -self.c * (y - self.m).pow(2).flatten(1).sum(1)
+
+
+@pytest.fixture
+def cdrl():
+    torch.manual_seed(0)
+    return build_method(load_preset("cdrl-checkerboard", TINY), (2,))
+
+
+def test_refine_is_eq_5_3_with_f_over_s2(cdrl):
+    lv = cdrl.levels
+    t = torch.tensor([0, 2, 4])                       # includes the marginal top level (T = 5)
+    y0, x_next = torch.randn(3, 2), torch.randn(3, 2)
+    out = cdrl.refine(Quadratic(), y0, x_next, t, None, steps=1, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    s = lv.step_size[t][:, None]
+    grad_f = -2 * 0.3 * (y0 - 0.5) / s**2             # f = f_hat / s_t^2
+    recovery = lv.recovery[t][:, None] / lv.sigma[t][:, None] ** 2
+    by_hand = y0 + s**2 / 2 * (grad_f - recovery * (y0 - x_next)) + s * eps
+    assert torch.allclose(out, by_hand, atol=1e-6)
+    # drift of the network term is grad(f_hat) / 2, independent of s_t (sec. 5.4.8.2)
+    assert torch.allclose(s**2 / 2 * grad_f, -0.3 * (y0 - 0.5), atol=1e-6)
+
+
+def test_tweedie_is_eq_5_16(cdrl):
+    cdrl.preset.sampler.tweedie_coef = 2.0
+    lv, x = cdrl.levels, torch.randn(4, 2)
+    out = cdrl.tweedie(Quadratic(), x, None)
+    y = lv.y_scale[0] * x
+    grad_x = lv.y_scale[0] * (-2 * 0.3 * (y - 0.5)) / lv.step_size[0] ** 2
+    assert torch.allclose(out, (x + lv.sigma_bar[0] ** 2 * 2.0 * grad_x) / lv.alpha_bar[0], atol=1e-5)
+
+
+def test_train_step_losses_and_disjoint_gradients(cdrl):
+    batch = Batch(x=torch.randn(32, 2))
+    losses, metrics = cdrl.train_step(batch, dict(cdrl.nets.items()))
+    assert set(losses) == {"ebm", "init"} and set(metrics) == {"energy_data", "energy_sample"}
+    assert all(torch.isfinite(v) for v in [*losses.values(), *metrics.values()])
+    losses["init"].backward(retain_graph=True)
+    assert all(p.grad is None for p in cdrl.nets["ebm"].parameters())     # Eq. 5.6 touches only phi
+    assert any(p.grad is not None for p in cdrl.nets["init"].parameters())
+    cdrl.nets.zero_grad(set_to_none=True)
+    losses["ebm"].backward()
+    assert all(p.grad is None for p in cdrl.nets["init"].parameters())    # Eq. 5.5 touches only theta
+
+
+def test_variance_reduced_pairs_share_noise(cdrl, monkeypatch):
+    """Eq. 5.7: with x_0 = 0 the pair is (sbar_t e, sbar_{t+1} e) for one e."""
+    seen = {}
+
+    def spy(init, x_next, t, label, generator=None):
+        seen["x_next"], seen["t"] = x_next, t
+        return x_next, x_next
+
+    monkeypatch.setattr(cdrl, "propose", spy)
+    monkeypatch.setattr(cdrl, "refine", lambda ebm, y0, *a, **k: y0)
+    real_ebm = cdrl.nets["ebm"]
+    captured = {}
+
+    def record(y, logsnr, label=None):
+        captured["y"] = y
+        return real_ebm(y, logsnr, label)
+
+    cdrl.train_step(Batch(x=torch.zeros(64, 2)), {"ebm": record, "init": cdrl.nets["init"]})
+    lv, t = cdrl.levels, seen["t"]
+    y_data = captured["y"][:64]
+    e_next = seen["x_next"] / lv.sigma_bar[t + 1][:, None]
+    e_t = y_data / (lv.y_scale[t] * lv.sigma_bar[t])[:, None]
+    assert torch.allclose(e_next, e_t, atol=1e-5)
+
+
+def test_initializer_proposal_std(cdrl):
+    """Eq. 5.4: proposals are N(g, sigma-tilde^2) in y-space (alpha-scaled below the top level)."""
+    t = torch.full((20_000,), 1)
+    _, y = cdrl.propose(lambda x, l, lab: torch.zeros_like(x), torch.zeros(20_000, 2), t, None)
+    assert y.std().item() == pytest.approx(cdrl.levels.init_std[1].item(), rel=0.03)
+
+
+def test_sampling_shapes_steps_and_labels(cdrl):
+    g = torch.Generator().manual_seed(0)
+    levels = cdrl.sample_levels(16, g)
+    assert len(levels) == cdrl.levels.num_levels + 1 and all(x.shape == (16, 2) for x in levels)
+    a = cdrl.sample(10, torch.Generator().manual_seed(3), batch_size=4)
+    b = cdrl.sample(10, torch.Generator().manual_seed(3), batch_size=4)
+    assert a.shape == (10, 2) and torch.equal(a, b)
+    assert cdrl.sample(4, g, steps=0).shape == (4, 2)  # initializer only
+
+
+def test_fast_sampling_scales_step_size(cdrl, monkeypatch):
+    """sec. 5.4.2: K' < K steps use s * sqrt(K / K')."""
+    seen = []
+    monkeypatch.setattr(cdrl, "refine", lambda ebm, y, x, t, lab, steps, scale=1.0, gen=None: seen.append((steps, scale)) or y)
+    cdrl.sample_levels(2, steps=1)
+    assert seen and all(s == (1, math.sqrt(3)) for s in seen)

@@ -1,0 +1,103 @@
+"""The command line as a user meets it: results on success, one-line errors and exit codes on failure."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY, ebmkit, set_args
+from ebmkit import checkpoint
+from ebmkit.cli import main
+from ebmkit.presets import load_preset
+from ebmkit.train import train
+
+DIGITS_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
+               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "sampler.steps=2",
+               "train.batch_size=16", "train.iterations=3", "train.sample_every=3", "train.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def points_model(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pts") / "run"
+    train(load_preset("cdrl-checkerboard", TINY + ["train.iterations=4"]), run, quiet=True)
+    return run / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dig") / "run"
+    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", run, "--quiet", *set_args(DIGITS_TINY), check=True)
+    assert (run / "samples" / "step_0000003.png").is_file()
+    return run / "model.safetensors"
+
+
+def one_line_error(proc, code, pattern):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ebmkit ARGS` in this process (faster than a subprocess); returns (exit code, stderr)."""
+
+    def call(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        return SimpleNamespace(returncode=exit_info.value.code, stderr=capsys.readouterr().err)
+
+    return call
+
+
+def test_presets_commands():
+    listing = json.loads(ebmkit("presets", "list", "--json", check=True).stdout)
+    assert {"cdrl-checkerboard", "cdrl-digits", "cdrl-cifar10"} <= {p["name"] for p in listing}
+    shown = json.loads(ebmkit("presets", "show", "cdrl-cifar10", "--set", "train.lr=2e-4", "--json", check=True).stdout)
+    assert shown["train"]["lr"] == 2e-4 and shown["sampler"]["steps"] == 15
+
+
+def test_sample_points(points_model, tmp_path):
+    proc = ebmkit("sample", "--model", points_model, "--num", 300, "--out", tmp_path / "s.png", "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert report["num"] == 300 and report["step"] == 4
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "s_levels.png").is_file()
+    ebmkit("sample", "--model", points_model, "--num", 30, "--out", tmp_path / "s.npz", "--steps", 1, check=True)
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (30, 2)
+
+
+def test_sample_images(digits_model, tmp_path):
+    ebmkit("sample", "--model", digits_model, "--num", 6, "--out", tmp_path / "g.png", "--out-dir", tmp_path / "imgs",
+           "--batch-size", 4, check=True)
+    assert Image.open(tmp_path / "g.png").size[0] > 8
+    files = sorted((tmp_path / "imgs").iterdir())
+    assert len(files) == 6 and Image.open(files[0]).size == (8, 8)
+
+
+def test_bad_input_is_one_line(points_model, tmp_path, cli):
+    one_line_error(ebmkit("train", "--preset", "nope"), 2, "unknown preset 'nope'")  # as a real process
+    one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "train.lr=abc"), 2, "train.lr")
+    one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "nolayer"), 2, "expected KEY=VALUE")
+    one_line_error(cli("train", "--resume", tmp_path / "none"), 2, "cannot resume")
+    one_line_error(cli("sample", "--model", points_model), 2, "give --out")
+    one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, ".png or .npz")
+    one_line_error(cli("sample", "--nope"), 2, "No such option")
+    data = points_model.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) - 100])
+    one_line_error(cli("sample", "--model", tmp_path / "trunc.safetensors", "--out", tmp_path / "a.png"), 2,
+                   "corrupt or truncated")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    one_line_error(ebmkit("sample", "--model", tmp_path / "junk.safetensors", "--out", tmp_path / "a.png"), 2,
+                   "corrupt or truncated")
+    tensors, meta = checkpoint.read_safetensors(points_model)
+    checkpoint.atomic_save(tensors, {**meta, "method": "coopflow"}, tmp_path / "other.safetensors")
+    one_line_error(cli("sample", "--model", tmp_path / "other.safetensors", "--out", tmp_path / "a.png"), 2,
+                   "holds a 'coopflow' model")
+    (tmp_path / "empty").mkdir()
+    one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "data.name=folder", "--data", tmp_path / "empty",
+                       "--run-dir", tmp_path / "r"), 2, "no images found")
+    one_line_error(cli("train", "--preset", "cdrl-cifar10", "--data", tmp_path / "empty", "--run-dir",
+                       tmp_path / "r2"), 2, "cifar-10-batches-bin")

@@ -1,0 +1,171 @@
+"""The training loop: run directory, exact resume after SIGKILL and Ctrl-C, divergence guard, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY, ebmkit, set_args
+from ebmkit import checkpoint
+from ebmkit.presets import load_preset
+from ebmkit.train import Trainer, Ranks, train
+
+
+def model_tensors(run_dir):
+    return checkpoint.read_safetensors(run_dir / "model.safetensors")[0]
+
+
+def assert_same_model(a, b):
+    ta, tb = model_tensors(a), model_tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def test_run_directory(tmp_path):
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=12", "train.ckpt_every=5",
+                                                      "train.sample_every=6"])
+    model = train(preset, tmp_path / "r", quiet=True)
+    run = tmp_path / "r"
+    assert model == run / "model.safetensors" and (run / "train_state.safetensors").is_file()
+    assert json.loads((run / "preset.json").read_text()) == preset.model_dump(mode="json")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "event" not in r] == [5, 10]
+    assert [r["step"] for r in lines if r.get("event") == "checkpoint"] == [5, 10, 12]
+    assert {"loss_ebm", "loss_init", "energy_data", "energy_sample"} <= set(lines[0])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000006.png", "step_0000012.png"]
+    assert checkpoint.load_state(run / "train_state.safetensors")["step"] == 12
+    with pytest.raises(Exception, match="not empty"):
+        train(preset, run, quiet=True)
+
+
+def start_training(run_dir, iterations, extra=()):
+    args = ["train", "--preset", "cdrl-checkerboard", "--run-dir", run_dir, "--quiet",
+            *set_args(TINY + [f"train.iterations={iterations}", "train.ckpt_every=20", *extra])]
+    return subprocess.Popen([sys.executable, "-m", "ebmkit", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=120):
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() - start < timeout
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    ebmkit("train", "--preset", "cdrl-checkerboard", "--run-dir", ref, "--quiet",
+           *set_args(TINY + ["train.iterations=400", "train.ckpt_every=20"]), check=True)
+    return ref
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference_run):
+    run = tmp_path / "killed"
+    proc = start_training(run, 400)
+    wait_for(run / "train_state.safetensors", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = checkpoint.load_state(run / "train_state.safetensors")["step"]
+    assert 0 < stopped_at < 400, "the run finished before it could be killed"
+    ebmkit("train", "--resume", run, "--quiet", check=True)
+    assert checkpoint.load_state(run / "train_state.safetensors")["step"] == 400
+    assert_same_model(run, reference_run)
+
+
+def test_ctrl_c_saves_and_resume_is_bitwise_identical(tmp_path, reference_run):
+    run = tmp_path / "interrupted"
+    proc = start_training(run, 400)
+    wait_for(run / "train_state.safetensors", proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().startswith("error: interrupted at step") and "--resume" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    stopped_at = checkpoint.load_state(run / "train_state.safetensors")["step"]
+    assert 0 < stopped_at < 400
+    ebmkit("train", "--resume", run, "--quiet", check=True)
+    assert_same_model(run, reference_run)
+
+
+def test_guard_rolls_back_and_lowers_the_learning_rate(tmp_path, monkeypatch):
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=30", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=10"])
+    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
+    real_step, calls = trainer.method.train_step, {"n": 0}
+
+    def poisoned(batch, nets):  # the 15th update produces a NaN loss
+        losses, metrics = real_step(batch, nets)
+        calls["n"] += 1
+        if calls["n"] == 15:
+            losses["ebm"] = losses["ebm"] * float("nan")
+        return losses, metrics
+
+    monkeypatch.setattr(trainer.method, "train_step", poisoned)
+    trainer.run()
+    events = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    guard = [e for e in events if e.get("event") == "guard"]
+    assert len(guard) == 1 and guard[0]["step"] == 14 and guard[0]["restored"] == 10
+    assert trainer.lr_scale == 0.5 and trainer.step == 30
+    state = checkpoint.load_state(tmp_path / "train_state.safetensors")
+    assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
+    assert all(torch.isfinite(t).all() for t in model_tensors(tmp_path).values())
+
+
+def test_guard_catches_an_energy_spike(tmp_path, monkeypatch):
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=25", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=10"])
+    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
+    real_step, calls = trainer.method.train_step, {"n": 0}
+
+    def spiking(batch, nets):  # the 21st update reports energies 1000x larger than usual
+        losses, metrics = real_step(batch, nets)
+        calls["n"] += 1
+        if calls["n"] == 21:
+            metrics = {k: v * 0 + 1e3 * max(1.0, trainer.energy_scale) for k, v in metrics.items()}
+        return losses, metrics
+
+    monkeypatch.setattr(trainer.method, "train_step", spiking)
+    trainer.run()
+    guard = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"guard"' in x]
+    assert len(guard) == 1 and "running mean" in guard[0]["reason"] and guard[0]["restored"] == 20
+
+
+def test_guard_catches_exploding_energy(tmp_path):
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=3", "guard.max_abs_energy=1e-9",
+                                                      "guard.max_rollbacks=2"])
+    with pytest.raises(Exception, match="training diverged 3 times"):
+        train(preset, tmp_path / "r", quiet=True)
+
+
+def test_ddp_two_processes_on_gloo(tmp_path):
+    """torchrun with 2 CPU ranks: identical parameters on every rank, and it learns like one process."""
+    run = tmp_path / "ddp"
+    common = TINY + ["train.iterations=60", "train.ckpt_every=20", "train.batch_size=64"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ebmkit", "train", "--preset", "cdrl-checkerboard", "--run-dir", str(run), "--quiet",
+           "--device", "cpu", *set_args(common)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    syncs = [e for e in events if e.get("event") == "checkpoint"]
+    assert [e["step"] for e in syncs] == [20, 40, 60]
+    for e in syncs:  # one checksum per rank, all equal
+        assert len(e["rank_checksums"]) == 2 and len(set(e["rank_checksums"])) == 1
+    single = tmp_path / "single"
+    train(load_preset("cdrl-checkerboard", common), single, quiet=True)
+    losses = {}
+    for name, r in (("ddp", run), ("single", single)):
+        rows = [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if "loss_init" in x]
+        losses[name] = [row["loss_init"] for row in rows]
+    # Same global batch and schedule: the initializer loss follows the same course.
+    for a, b in zip(losses["ddp"], losses["single"]):
+        assert a == pytest.approx(b, rel=0.35)
