@@ -12,7 +12,6 @@ $(BIN)/python:
 
 # torch and torchvision are pinned (they install from this machine's disk); the rest from pyproject.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
@@ -23,6 +22,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ebmkit train --preset cdrl-checkerboard --run-dir $(RUN) --overwrite
 	$(BIN)/ebmkit sample --model $(RUN)/model.safetensors --num 5000 --out $(RUN)/samples.png --seed 0
+	$(BIN)/ebmkit eval mmd --model $(RUN)/model.safetensors --num 5000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

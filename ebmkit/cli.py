@@ -23,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Energy-based generative models of Zhu (UCLA 2024): CDRL, CoopFlow, NeRF-LEBM.")
 presets_app = typer.Typer(no_args_is_help=True, help="List and inspect presets.")
 app.add_typer(presets_app, name="presets")
+eval_app = typer.Typer(no_args_is_help=True, help="Measure sample quality.")
+app.add_typer(eval_app, name="eval")
 out = Console()
 err = Console(stderr=True)
 
@@ -158,13 +160,43 @@ def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
     import torch
 
     from ebmkit import viz
-    from ebmkit.data import load_dataset
+    from ebmkit.data import from_config
 
-    d = method.preset.data
-    data = load_dataset(d.name, d.path, "test", d.image_size, d.num_points, method.preset.train.seed)
+    data = from_config(method.preset.data, "test", method.preset.train.seed)
     gen = torch.Generator(device).manual_seed(seed)
     levels = method.sample_levels(2000, gen, steps=steps, use_ema=ema)
     viz.levels_figure_2d(method, data.x[:2000].to(device), levels, path, gen)
+
+
+# ---------------------------------------------------------------------------- eval
+@eval_app.command("mmd")
+def eval_mmd(
+    model: Annotated[Path, typer.Option(help="Model file of a 2-D model.")],
+    num: Annotated[int, typer.Option(min=10, help="Samples, and points in each fresh data draw.")] = 5000,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Squared MMD (RBF kernels) of samples to fresh data, beside a second data draw's."""
+    from ebmkit.methods import load_model
+    from ebmkit.metrics.points import points_report
+    from ebmkit.train import setup_ranks
+
+    method, step = load_model(model, setup_ranks(device).device, command="eval mmd")
+    if len(method.shape) != 1:
+        raise EbmkitError(f"{model} is an image model; eval mmd is for 2-D models")
+    report = {"model": str(model), "step": step, **points_report(method, num, seed)}
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table("bandwidth", "MMD^2 model", "MMD^2 data", "ratio", box=None)
+    for h, m, d in zip(report["bandwidths"], report["mmd2_model"], report["mmd2_data"]):
+        table.add_row(f"{h:g}", f"{m:.3e}", f"{d:.3e}", f"{m / d:.2f}")
+    table.add_row("sum", f"{report['mmd2_model_sum']:.3e}", f"{report['mmd2_data_sum']:.3e}", f"{report['ratio']:.2f}")
+    out.print(table)
+    if "on_squares" in report:
+        out.print(f"on the checkerboard's squares: {report['on_squares']:.1%} of {num} samples "
+                  f"(data: {report['on_squares_data']:.1%})")
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -31,6 +31,7 @@ class DataConfig(Strict):
     image_size: PositiveInt | None = None
     hflip: bool = False                   # random horizontal flips of training images
     num_points: PositiveInt = 50_000      # size of the fixed draw for 2-D sets
+    scale: PositiveFloat = 1.0            # 2-D sets lie within [-4, 4]^2 times this
 
 
 class Conditioning(Strict):

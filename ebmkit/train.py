@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ebmkit import checkpoint
-from ebmkit.data import load_dataset
+from ebmkit.data import from_config
 from ebmkit.data.batches import ShardedBatches
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import Method, build_method, save_model
@@ -144,8 +144,7 @@ class Trainer:
         self.preset, self.run_dir, self.ranks, self.quiet = preset, run_dir, ranks, quiet
         t = preset.train
         torch.manual_seed(t.seed * 1000 + ranks.rank)  # each rank its own stream
-        d = preset.data
-        self.data = load_dataset(d.name, d.path, "train", d.image_size, d.num_points, t.seed)
+        self.data = from_config(preset.data, "train", t.seed)
         self.method = build_method(preset, self.data.shape, ranks.device)
         self.method.check_data(self.data)
         if t.batch_size % ranks.world:

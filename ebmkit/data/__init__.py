@@ -60,12 +60,13 @@ def load_dataset(
     image_size: int | None = None,
     num_points: int = 50_000,
     seed: int = 0,
+    scale: float = 1.0,
 ) -> Dataset:
     """Load a data set by name; local sets (LOCAL) read from `path` and never download."""
     if name in TOY_2D:
         check_split(name, split, ("train", "test"))
         g = torch.Generator().manual_seed(seed + (split == "test"))
-        return Dataset(name, "points", sample_toy(name, num_points, g))
+        return Dataset(name, "points", scale * sample_toy(name, num_points, g))
     if name == "digits":
         from ebmkit.data.digits import load_digits
 
@@ -81,3 +82,8 @@ def load_dataset(
     if not root.is_dir():
         raise EbmkitError(f"data.path {root} is not a directory: it should hold {images.EXPECTED[name]}")
     return images.LOADERS[name](root, split, image_size)
+
+
+def from_config(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """The data set a preset's `data` section describes."""
+    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.scale)
