@@ -137,6 +137,9 @@ class CDRLTrain(Strict):
     init_lr: PositiveFloat = 1e-5                  # eta_phi
     warmup: Annotated[int, Field(ge=0)] = 10_000   # Eq. 5.13
     init_warmup_lead: Annotated[int, Field(ge=0)] = 500   # the initializer starts 500 iterations earlier
+    # Regression target of the initializer: "revised" = y-tilde (Eq. 5.6); "displacement" = y-tilde minus
+    # the proposal noise (authors' code): same expectation, lower variance.
+    init_target: Literal["revised", "displacement"] = "revised"
     betas: tuple[Unit, Unit] = (0.9, 0.999)
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     ema: Unit = 0.9999

@@ -15,9 +15,13 @@ from ebmkit.data import from_model_space  # noqa: E402
 
 
 def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    """Images in model space (N, C, H, W) in [-1, 1] -> one PNG grid."""
+    """Images in model space (N, C, H, W) in [-1, 1] -> one PNG grid; tiles under 32 pixels are
+    enlarged (nearest neighbour) so that small images such as 8x8 digits stay visible."""
     nrow = nrow or max(1, int(math.ceil(math.sqrt(len(x)))))
-    grid = make_grid(from_model_space(x.detach().cpu()), nrow=nrow, padding=1, pad_value=255)
+    tiles = from_model_space(x.detach().cpu())
+    zoom = max(1, 32 // tiles.shape[-1])
+    tiles = tiles.repeat_interleave(zoom, -1).repeat_interleave(zoom, -2)
+    grid = make_grid(tiles, nrow=nrow, padding=1, pad_value=255)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
 

@@ -113,3 +113,17 @@ def test_fast_sampling_scales_step_size(cdrl, monkeypatch):
     monkeypatch.setattr(cdrl, "refine", lambda ebm, y, x, t, lab, steps, scale=1.0, gen=None: seen.append((steps, scale)) or y)
     cdrl.sample_levels(2, steps=1)
     assert seen and all(s == (1, math.sqrt(3)) for s in seen)
+
+
+def test_initializer_targets(cdrl, monkeypatch):
+    """Without Langevin moves, the 'displacement' target equals g (zero loss); Eq. 5.6's keeps the
+    proposal noise, E|sigma-tilde eps|^2 per example."""
+    monkeypatch.setattr(cdrl, "refine", lambda ebm, y0, *a, **k: y0)
+    batch = Batch(x=torch.randn(4096, 2))
+    cdrl.preset.train.init_target = "displacement"
+    assert cdrl.train_step(batch, dict(cdrl.nets.items()))[0]["init"].item() < 1e-10
+    cdrl.preset.train.init_target = "revised"
+    torch.manual_seed(0)
+    loss = cdrl.train_step(batch, dict(cdrl.nets.items()))[0]["init"].item()
+    expected = 2 * (cdrl.levels.init_std**2).mean().item()  # levels drawn uniformly, 2 dimensions
+    assert loss == pytest.approx(expected, rel=0.1)

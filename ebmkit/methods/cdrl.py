@@ -86,11 +86,10 @@ class CDRL(Method):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """K Langevin steps on p(y_t | x_{t+1}) of Eq. 5.1, i.e. Eq. 5.3, from y0. t: (B,) levels."""
         lv = self.levels
-        s2 = per_sample(lv.step_size[t] ** 2, y0)
-        logsnr = lv.logsnr[t]
+        s2, logsnr = lv.step_size[t] ** 2, lv.logsnr[t]
 
         def log_density(y):  # f = f_hat / s_t^2 (sec. 5.4.8.2)
-            return ebm(y, logsnr, label) / s2.flatten()
+            return ebm(y, logsnr, label) / s2
 
         return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
                         noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
@@ -131,7 +130,8 @@ class CDRL(Method):
         f_data, f_sample = both.chunk(2)
         loss_ebm = (lv.loss_weight[t] * (f_sample - f_data)).mean()
         # Eq. 5.6 without the 1 / (2 sigma-tilde_t^2) factor (the "simple" loss).
-        loss_init = (y_tilde - g).pow(2).flatten(1).sum(1).mean()
+        target = y_tilde if self.preset.train.init_target == "revised" else y_tilde - (y_hat - g.detach())
+        loss_init = (target - g).pow(2).flatten(1).sum(1).mean()
         metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
         return {"ebm": loss_ebm, "init": loss_init}, metrics
 
@@ -145,6 +145,7 @@ class CDRL(Method):
         with the initializer alone. `labels` (num,) are class ids; None samples unconditionally.
         """
         nets = self.ema if use_ema else self.nets
+        was_training = nets.training
         nets.eval()
         lv, K = self.levels, self.preset.sampler.steps
         steps = K if steps is None else steps
@@ -164,8 +165,7 @@ class CDRL(Method):
             x = y / lv.y_scale[level]
             out.append(x)
         out.append(self.tweedie(nets["ebm"], x, label))
-        nets.train()
-        self.ema.eval()
+        nets.train(was_training)
         return out
 
     def tweedie(self, ebm: nn.Module, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
