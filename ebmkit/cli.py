@@ -75,20 +75,20 @@ def train(
     from ebmkit.presets import load_preset
     from ebmkit.train import train as run_training
 
-    if data is not None:
-        overrides = [*overrides, f'data.path="{data}"']
     if resume is not None:
         if preset is not None:
             raise EbmkitError("--resume continues a run with its own preset; drop --preset")
-        cfg = load_preset(str(resume / "preset.json"), overrides) if (resume / "preset.json").is_file() else None
-        if cfg is None:
+        if not (resume / "preset.json").is_file():
             raise EbmkitError(f"cannot resume: {resume / 'preset.json'} not found")
+        cfg = load_preset(str(resume / "preset.json"), overrides)
         directory = resume
     else:
         if preset is None:
             raise EbmkitError("give --preset NAME (see `ebmkit presets list`) or --resume RUN_DIR")
         cfg = load_preset(preset, overrides)
         directory = run_dir or Path("runs") / cfg.name
+    if data is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
     model = run_training(cfg, directory, resume=resume is not None, overwrite=overwrite, device=device, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         err.print(f"model written to {model}")
