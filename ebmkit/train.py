@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Column
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ebmkit import checkpoint
@@ -111,6 +113,11 @@ def make_optimizers(method: Method) -> dict[str, torch.optim.Optimizer]:
         cls = torch.optim.AdamW if spec.decoupled else torch.optim.Adam
         out[name] = cls(method.nets[name].parameters(), lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
     return out
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f} it/s" if task.speed else "-- it/s", style="cyan")
 
 
 class Stopper:
@@ -286,9 +293,10 @@ class Trainer:
         t, g = self.preset.train, self.preset.guard
         sums: dict[str, torch.Tensor] = {}
         count, tic = 0, time.time()
-        progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
-                            TaskProgressColumn(show_speed=True), TimeRemainingColumn(),
-                            TextColumn("{task.fields[info]}"), console=console,
+        progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                            RateColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.fields[info]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+                            console=console, expand=True,
                             disable=self.quiet or not self.ranks.main or not console.is_terminal)
         with Stopper() as stopper, progress:
             task = progress.add_task("train", total=t.iterations, completed=self.step, info="")
