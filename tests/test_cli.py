@@ -67,6 +67,9 @@ def test_sample_points(points_model, tmp_path):
     assert (tmp_path / "s.png").is_file() and (tmp_path / "s_levels.png").is_file()
     ebmkit("sample", "--model", points_model, "--num", 30, "--out", tmp_path / "s.npz", "--steps", 1, check=True)
     assert np.load(tmp_path / "s.npz")["samples"].shape == (30, 2)
+    report = json.loads(ebmkit("eval", "mmd", "--model", points_model, "--num", 200, "--json", check=True).stdout)
+    assert report["num"] == 200 and len(report["mmd2_model"]) == len(report["bandwidths"]) == 5
+    assert report["ratio"] > 0 and 0 <= report["on_squares"] <= 1 and report["on_squares_data"] == 1.0
 
 
 def test_sample_images(digits_model, tmp_path):
@@ -77,7 +80,7 @@ def test_sample_images(digits_model, tmp_path):
     assert len(files) == 6 and Image.open(files[0]).size == (8, 8)
 
 
-def test_bad_input_is_one_line(points_model, tmp_path, cli):
+def test_bad_input_is_one_line(points_model, digits_model, tmp_path, cli):
     one_line_error(ebmkit("train", "--preset", "nope"), 2, "unknown preset 'nope'")  # as a real process
     one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "train.lr=abc"), 2, "train.lr")
     one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "nolayer"), 2, "expected KEY=VALUE")
@@ -85,6 +88,7 @@ def test_bad_input_is_one_line(points_model, tmp_path, cli):
     one_line_error(cli("sample", "--model", points_model), 2, "give --out")
     one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, ".png or .npz")
     one_line_error(cli("sample", "--nope"), 2, "No such option")
+    one_line_error(cli("eval", "mmd", "--model", digits_model), 2, "eval mmd is for 2-D models")
     data = points_model.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) - 100])
     one_line_error(cli("sample", "--model", tmp_path / "trunc.safetensors", "--out", tmp_path / "a.png"), 2,
