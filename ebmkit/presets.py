@@ -149,6 +149,8 @@ class CDRLTrain(Strict):
     sample_every: PositiveInt = 5000
     ckpt_every: PositiveInt = 5000
     num_preview: PositiveInt = 64                  # samples in the periodic preview picture
+    eval_every: Annotated[int, Field(ge=0)] = 0    # measure quality every N iterations (0 = never)
+    eval_num: Annotated[int, Field(ge=10)] = 1000  # samples per evaluation
 
 
 class CDRLPreset(Strict):

@@ -167,6 +167,11 @@ class Trainer:
             self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
         self.snapshot = self._snapshot()
         self.preview_gen_seed = t.seed + 12345
+        self.evaluator = None
+        if t.eval_every and ranks.main:  # references are prepared now: a bad setting fails before step 1
+            from ebmkit.metrics.evaluate import make_evaluator
+
+            self.evaluator = make_evaluator(self.method, self.data, t.eval_num, t.seed)
 
     # -- state ------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -218,6 +223,25 @@ class Trainer:
         if self.ranks.main:
             gen = torch.Generator(self.ranks.device).manual_seed(self.preview_gen_seed)
             self.method.preview(self.run_dir / "samples" / f"step_{self.step:07d}.png", gen, self.data)
+
+    def evaluate(self) -> None:
+        """Measure sample quality on rank 0 (metrics/evaluate.py) and log it as an "eval" event."""
+        if self.ranks.main:
+            figures = {k: round(v, 6) if isinstance(v, float) else v for k, v in self.evaluator().items()}
+            self.log({"event": "eval", "step": self.step, **figures})
+            if not self.quiet:
+                console.print(f"eval at step {self.step}: " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+        if self.ranks.world > 1:
+            dist.barrier()
+
+    def truncate_log(self) -> None:
+        """On resume, drop the records written after the checkpoint, so the log reads as one run."""
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= self.step]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            os.replace(tmp, path)
 
     def log(self, record: dict) -> None:
         if self.ranks.main:
@@ -324,6 +348,8 @@ class Trainer:
                     self.snapshot = self._snapshot()
                 if self.step % t.sample_every == 0:
                     self.preview()
+                if t.eval_every and self.step % t.eval_every == 0:
+                    self.evaluate()
                 if stopper.requested:
                     self.save()
                     raise EbmkitError(f"interrupted at step {self.step}; saved to {self.run_dir} "
@@ -332,6 +358,8 @@ class Trainer:
             self.save()
         if self.step % t.sample_every:
             self.preview()
+        if t.eval_every and self.step % t.eval_every:
+            self.evaluate()
 
 
 def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
@@ -351,5 +379,7 @@ def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = F
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
+    if resume and ranks.main:
+        trainer.truncate_log()
     trainer.run()
     return run_dir / "model.safetensors"

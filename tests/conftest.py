@@ -1,11 +1,19 @@
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# Domain classifiers are trained once per test session into a fresh cache (subprocesses inherit it).
+os.environ["EBMKIT_CACHE"] = tempfile.mkdtemp(prefix="ebmkit-cache-")
+atexit.register(shutil.rmtree, os.environ["EBMKIT_CACHE"], True)
 # A tiny, fast CDRL configuration on the checkerboard for loop, CLI and resume tests.
 TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1", "sampler.steps=2",
         "train.batch_size=32", "data.num_points=2000", "train.log_every=5", "train.sample_every=1000",
@@ -25,6 +33,62 @@ def ebmkit(*args, check=False, timeout=300, env=None):
     return proc
 
 
+DIGITS_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
+               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "sampler.steps=2",
+               "train.batch_size=16", "train.iterations=3", "train.sample_every=3", "train.log_every=1"]
+
+
+@pytest.fixture(scope="session")
+def points_model(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pts") / "run"
+    from ebmkit.presets import load_preset
+    from ebmkit.train import train
+
+    train(load_preset("cdrl-checkerboard", TINY + ["train.iterations=4"]), run, quiet=True)
+    return run / "model.safetensors"
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dig") / "run"
+    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", run, "--quiet", *set_args(DIGITS_TINY), check=True)
+    assert (run / "samples" / "step_0000003.png").is_file()
+    return run / "model.safetensors"
+
+
 @pytest.fixture
 def run():
     return ebmkit
+
+
+class StubLayers(torch.nn.Module):
+    """Stands in for Inception's layers: (N, 3, 299, 299) in [-1, 1] -> (N, 8, 1, 1), deterministic
+    (8 features rather than 2048, so that a dozen test images give a full-rank covariance)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d(8)
+        self.proj = torch.nn.Linear(3 * 64, 8)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        return torch.tanh(self.proj(self.pool(x).flatten(1)))[:, :, None, None]
+
+
+class StubInception(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = StubLayers()
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.fixture(scope="session")
+def stub_inception(tmp_path_factory):
+    """A TorchScript file shaped like clean-fid's Inception, to test the FID path without a download."""
+    path = tmp_path_factory.mktemp("inception") / "stub.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, yet it is Inception's format
+        torch.jit.script(StubInception()).save(str(path))
+    return path

@@ -10,28 +10,6 @@ from PIL import Image
 from conftest import TINY, ebmkit, set_args
 from ebmkit import checkpoint
 from ebmkit.cli import main
-from ebmkit.presets import load_preset
-from ebmkit.train import train
-
-DIGITS_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
-               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "sampler.steps=2",
-               "train.batch_size=16", "train.iterations=3", "train.sample_every=3", "train.log_every=1"]
-
-
-@pytest.fixture(scope="module")
-def points_model(tmp_path_factory):
-    run = tmp_path_factory.mktemp("pts") / "run"
-    train(load_preset("cdrl-checkerboard", TINY + ["train.iterations=4"]), run, quiet=True)
-    return run / "model.safetensors"
-
-
-@pytest.fixture(scope="module")
-def digits_model(tmp_path_factory):
-    run = tmp_path_factory.mktemp("dig") / "run"
-    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", run, "--quiet", *set_args(DIGITS_TINY), check=True)
-    assert (run / "samples" / "step_0000003.png").is_file()
-    return run / "model.safetensors"
-
 
 def one_line_error(proc, code, pattern):
     assert proc.returncode == code, proc.stderr

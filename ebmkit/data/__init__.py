@@ -9,7 +9,7 @@ from ebmkit.data.toy2d import sample_toy
 from ebmkit.errors import EbmkitError
 
 TOY_2D: tuple[str, ...] = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
-BUILTIN: tuple[str, ...] = TOY_2D + ("digits",)
+BUILTIN: tuple[str, ...] = TOY_2D + ("digits", "shapes")
 LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
 
 
@@ -33,6 +33,7 @@ class Dataset:
     labels: torch.Tensor | None = None
     attributes: torch.Tensor | None = None
     attribute_names: list[str] | None = None
+    attribute_values: list[list[str]] | None = None  # value names per attribute; attributes[:, j] indexes them
     class_names: list[str] | None = None
 
     def __len__(self) -> int:
@@ -71,6 +72,10 @@ def load_dataset(
         from ebmkit.data.digits import load_digits
 
         return load_digits(split, image_size)
+    if name == "shapes":
+        from ebmkit.data.shapes import load_shapes
+
+        return load_shapes(split, image_size)
     if name not in LOCAL:
         raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL)}")
 

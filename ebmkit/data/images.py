@@ -74,17 +74,12 @@ def _decode(files: list[Path], prepare: Callable[[Image.Image], Image.Image]) ->
         pool.shutdown(cancel_futures=True)
 
 
-def load_folder(root: Path, split: str, image_size: int | None) -> Dataset:
-    """All images under `root` (recursive, sorted); the split is ignored. Class subfolders -> labels."""
-    check_split("folder", split, ("train", "test", "all"))
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    if not files:
-        raise EbmkitError(f"no images found in {root} (looked for {', '.join(IMAGE_EXTS)})")
+def decode(files: list[Path], image_size: int | None = None) -> torch.Tensor:
+    """uint8 (N, 3, H, W) images; with `image_size`, the shorter side is resized to it and the centre cropped."""
 
     def prepare(im: Image.Image) -> Image.Image:
         if image_size is None:
             return im
-        # Shorter side to image_size, then center crop.
         w, h = im.size
         s = image_size / min(w, h)
         w, h = max(image_size, round(w * s)), max(image_size, round(h * s))
@@ -92,7 +87,17 @@ def load_folder(root: Path, split: str, image_size: int | None) -> Dataset:
         left, top = (w - image_size) // 2, (h - image_size) // 2
         return im.crop((left, top, left + image_size, top + image_size))
 
-    x = _decode(files, prepare)
+    return _decode(files, prepare)
+
+
+def load_folder(root: Path, split: str, image_size: int | None) -> Dataset:
+    """All images under `root` (recursive, sorted); the split is ignored. Class subfolders -> labels."""
+    check_split("folder", split, ("train", "test", "all"))
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    if not files:
+        raise EbmkitError(f"no images found in {root} (looked for {', '.join(IMAGE_EXTS)})")
+
+    x = decode(files, image_size)
     labels = class_names = None
     tops = [p.relative_to(root).parts for p in files]
     if all(len(parts) > 1 for parts in tops):
