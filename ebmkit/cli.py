@@ -32,6 +32,16 @@ SetOpt = Annotated[list[str], typer.Option("--set", help="Override a preset fiel
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+OutDirOpt = Annotated[Optional[Path], typer.Option(help="Write one PNG per image here.")]
+StepsOpt = Annotated[Optional[int], typer.Option(min=0, help="Langevin steps per level; fewer than trained scales the step size by sqrt(K/steps) (sec. 5.4.2).")]
+NoLangevinOpt = Annotated[bool, typer.Option("--no-langevin", help="Sample with the initializer alone (Fig. 5.9 a).")]
+
+
+def _steps(steps, no_langevin: bool):
+    if no_langevin and steps not in (None, 0):
+        raise EbmkitError("--no-langevin and --steps contradict each other")
+    return 0 if no_langevin else steps
 
 
 # ---------------------------------------------------------------------------- presets
@@ -103,15 +113,18 @@ def sample(
     model: Annotated[Path, typer.Option(help="Model file (.safetensors) written by `ebmkit train`.")],
     num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 64,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (a scatter for 2-D models) or a .npz array.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per image here.")] = None,
+    out_dir: OutDirOpt = None,
     seed: SeedOpt = 0,
-    steps: Annotated[Optional[int], typer.Option(min=0, help="Langevin steps per level (fewer than trained scales the step size, sec. 5.4.2; 0 = initializer only).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    steps: StepsOpt = None,
+    no_langevin: NoLangevinOpt = False,
+    guidance: Annotated[Optional[float], typer.Option(min=0, help="Classifier-free guidance weight w (Eq. 5.9, 5.10); needs --class.")] = None,
+    classes: Annotated[list[str], typer.Option("--class", help="Class (number or name) of a class-conditional model; repeatable, or 'all'. Rows of the grid follow the classes.")] = [],
+    batch_size: BatchOpt = 256,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights.")] = True,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Draw samples from a trained model."""
+    """Draw samples from a trained model, optionally class-conditional with guidance."""
     import numpy as np
     import torch
 
@@ -119,21 +132,31 @@ def sample(
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    if out_path is None and out_dir is None:
-        raise EbmkitError("give --out FILE (.png or .npz) and/or --out-dir DIR")
-    if out_path is not None and out_path.suffix not in (".png", ".npz"):
-        raise EbmkitError(f"--out {out_path}: use a .png or .npz file name")
+    _check_outputs(out_path, out_dir)
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, command="sample")
     is_points = len(method.shape) == 1
     if out_dir is not None and is_points:
         raise EbmkitError("--out-dir writes images; this model draws 2-D points (use --out .png or .npz)")
+    steps = _steps(steps, no_langevin)
+    labels, nrow, guided = None, None, {}
+    if classes or guidance is not None:
+        cond = method.preset.conditioning
+        if cond.kind != "class":
+            hint = " (attribute models: use `ebmkit compose`)" if cond.kind == "attributes" else ""
+            raise EbmkitError(f"--class and --guidance need a class-conditional model; {model} is not{hint}")
+        if not classes:
+            raise EbmkitError("--guidance needs --class (a number or name, repeatable, or 'all')")
+        ids = list(range(cond.num_classes)) if classes == ["all"] else [cond.class_index(c) for c in classes]
+        nrow = -(-num // len(ids))
+        labels = method.class_labels(torch.tensor(ids).repeat_interleave(nrow)[:num])
+        guided = {"guidance": guidance or 0.0, "classes": ids}
     gen = torch.Generator(dev).manual_seed(seed)
     tic = time.time()
     with Progress(console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("sampling", total=num)
-        x = method.sample(num, gen, batch_size=batch_size, steps=steps, use_ema=ema,
-                          progress=lambda n: bar.advance(task, n))
+        x = method.sample(num, gen, batch_size=batch_size, steps=steps, use_ema=ema, labels=labels,
+                          guidance=guidance or 0.0, progress=lambda n: bar.advance(task, n))
     seconds = time.time() - tic
     written = []
     if out_path is not None:
@@ -146,12 +169,12 @@ def sample(
             written.append(str(levels_path))
             _levels_figure(method, levels_path, seed, dev, steps, ema)
         else:
-            viz.save_grid(x, out_path)
+            viz.save_grid(x, out_path, nrow)
         written.insert(0, str(out_path))
     if out_dir is not None:
         viz.save_images(x, out_dir)
         written.append(str(out_dir))
-    report = {"model": str(model), "step": step, "num": num, "seconds": round(seconds, 3), "written": written}
+    report = {"model": str(model), "step": step, "num": num, **guided, "seconds": round(seconds, 3), "written": written}
     if as_json:
         print(json.dumps(report))
     else:
@@ -169,6 +192,197 @@ def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
     gen = torch.Generator(device).manual_seed(seed)
     levels = method.sample_levels(2000, gen, steps=steps, use_ema=ema)
     viz.levels_figure_2d(method, data.x[:2000].to(device), levels, path, gen)
+
+
+# ---------------------------------------------------------------------------- compose
+@app.command()
+def compose(
+    model: Annotated[Path, typer.Option(help="Attribute-conditional model file (conditioning.kind = attributes).")],
+    attrs: Annotated[list[str], typer.Option("--attr", help="NAME=VALUE, repeatable; attributes left out are uncontrolled.")],
+    guidance: Annotated[float, typer.Option(min=0, help="Guidance weight w of Eq. 5.12 (3 in Fig. 5.6; 0 = Eq. 5.11).")] = 3.0,
+    num: Annotated[int, typer.Option(min=1)] = 64,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid or a .npz array.")] = None,
+    out_dir: OutDirOpt = None,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Compositional generation (sec. 5.3.6): samples carrying every requested attribute value."""
+    import torch
+
+    from ebmkit.methods import load_model
+    from ebmkit.train import setup_ranks
+
+    _check_outputs(out_path, out_dir)
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, supported=("cdrl",), command="compose")
+    cond = method.preset.conditioning
+    if cond.kind != "attributes":
+        raise EbmkitError(f"{model} is not attribute-conditional (conditioning.kind = {cond.kind!r}); "
+                          "compose needs a model trained with attributes")
+    wanted = dict(cond.attribute_index(a) for a in attrs)
+    if len(wanted) != len(attrs):
+        raise EbmkitError("each attribute may be given once")
+    labels = method.attribute_labels(wanted, num)
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("composing", total=num)
+        x = method.sample(num, torch.Generator(dev).manual_seed(seed), batch_size=batch_size, steps=steps,
+                          labels=labels, guidance=guidance, progress=lambda n: bar.advance(task, n))
+    written = _write_images(x, out_path, out_dir)
+    report = {"model": str(model), "step": step, "attributes": {cond.attributes[j]: cond.values[j][v] for j, v in wanted.items()},
+              "guidance": guidance, "num": num, "written": written}
+    print(json.dumps(report)) if as_json else err.print(f"{num} composed samples -> {', '.join(written)}")
+
+
+# ---------------------------------------------------------------------------- inpaint
+@app.command()
+def inpaint(
+    model: Annotated[Path, typer.Option(help="Model file.")],
+    image: Annotated[str, typer.Option(help="Image file, folder, .npz, or built-in set NAME[:SPLIT] (first --limit images).")],
+    mask: Annotated[Optional[Path], typer.Option(help="Mask PNG: white = fill, black = keep.")] = None,
+    box: Annotated[Optional[str], typer.Option(help="Fill the box x,y,w,h (pixels from the top left).")] = None,
+    irregular: Annotated[bool, typer.Option(help="Fill random free-form strokes (one mask per image, by --seed).")] = False,
+    num: Annotated[int, typer.Option(min=1, help="Completions per image.")] = 4,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many input images.")] = 16,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (rows: original, masked, completions) or a .npz.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per completion here.")] = None,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Fill the masked part of images (sec. 5.4.7); observed pixels are kept exactly."""
+    import torch
+
+    from ebmkit.data import to_model_space
+    from ebmkit.data.files import fit, load_images
+    from ebmkit.data.masks import box_mask, irregular_mask, read_mask
+    from ebmkit.methods import load_model
+    from ebmkit.train import setup_ranks
+
+    _check_outputs(out_path, out_dir)
+    if (mask is not None) + (box is not None) + irregular != 1:
+        raise EbmkitError("give exactly one of --mask PNG, --box x,y,w,h and --irregular")
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, command="inpaint")
+    if len(method.shape) == 1:
+        raise EbmkitError(f"{model} draws 2-D points; inpaint needs an image model")
+    x = to_model_space(fit(load_images(image)[:limit], method.shape))
+    size = method.shape[-2:]
+    gen = torch.Generator(dev).manual_seed(seed)
+    m = read_mask(mask, size) if mask else box_mask(box, size) if box else irregular_mask(len(x), size, torch.Generator().manual_seed(seed))
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("inpainting", total=len(x) * num)
+        filled = method.inpaint(x, m, num, gen, batch_size=batch_size, steps=steps,
+                                progress=lambda n: bar.advance(task, n))         # (N, num, C, H, W)
+    masked = torch.where(m.bool(), x, torch.zeros_like(x))                         # holes in mid-grey
+    rows = torch.cat([x[:, None], masked[:, None], filled], 1)                     # Fig. 5.7 layout
+    written = _write_images(rows.flatten(0, 1), out_path, None, nrow=num + 2, npz=filled)
+    if out_dir is not None:
+        from ebmkit import viz
+
+        viz.save_images(filled.flatten(0, 1), out_dir)
+        written.append(str(out_dir))
+    report = {"model": str(model), "step": step, "images": len(x), "completions": num,
+              "observed_fraction": float(m.mean()), "written": written}
+    print(json.dumps(report)) if as_json else err.print(f"{len(x)} images x {num} completions -> {', '.join(written)}")
+
+
+def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:
+    if out_path is None and out_dir is None:
+        raise EbmkitError("give --out FILE (.png or .npz) and/or --out-dir DIR")
+    if out_path is not None and out_path.suffix not in (".png", ".npz"):
+        raise EbmkitError(f"--out {out_path}: use a .png or .npz file name")
+
+
+def _write_images(x, out_path: Optional[Path], out_dir: Optional[Path], nrow: int | None = None, npz=None) -> list[str]:
+    """A grid (.png) or array (.npz, `npz` if given, else x) and/or one PNG per image."""
+    import numpy as np
+
+    from ebmkit import viz
+
+    written = []
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if out_path.suffix == ".npz":
+            np.savez(out_path, samples=(x if npz is None else npz).numpy())
+        else:
+            viz.save_grid(x, out_path, nrow)
+        written.append(str(out_path))
+    if out_dir is not None:
+        viz.save_images(x, out_dir)
+        written.append(str(out_dir))
+    return written
+
+
+# ---------------------------------------------------------------------------- ood-score
+@app.command("ood-score")
+def ood_score(
+    model: Annotated[Path, typer.Option(help="Model file.")],
+    data: Annotated[Optional[str], typer.Option(help="Inputs to score: folder, image, .npz or built-in set NAME[:SPLIT].")] = None,
+    in_data: Annotated[Optional[str], typer.Option("--in", help="In-distribution inputs (with --out: print AUROC).")] = None,
+    out_data: Annotated[Optional[str], typer.Option("--out", help="Out-of-distribution inputs.")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="index,score lines on stdout.")] = False,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """OOD scores (sec. 5.4.5): the energy at the lowest noise level, higher = more anomalous. Inputs
+    are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
+    from ebmkit.data import to_model_space
+    from ebmkit.data.files import fit, load_images
+    from ebmkit.methods import load_model
+    from ebmkit.metrics.auroc import auroc
+    from ebmkit.train import setup_ranks
+
+    if (data is None) == (in_data is None and out_data is None) or (in_data is None) != (out_data is None):
+        raise EbmkitError("give --data PATH, or both --in PATH and --out PATH")
+    dev = setup_ranks(device).device
+    method, _ = load_model(model, dev, supported=("cdrl",), command="ood-score")
+    if len(method.shape) == 1:
+        raise EbmkitError(f"{model} draws 2-D points; ood-score scores images")
+
+    def scores(spec: str, bar) -> list[float]:
+        x = to_model_space(fit(load_images(spec), method.shape))
+        task = bar.add_task(f"scoring {spec}", total=len(x))
+        out = []
+        for batch in x.split(batch_size):
+            out += method.energy(batch).tolist()
+            bar.advance(task, len(batch))
+        return out
+
+    with Progress(console=err, transient=True, disable=as_json or csv) as bar:
+        if data is not None:
+            values = scores(data, bar)
+        else:
+            s_in, s_out = scores(in_data, bar), scores(out_data, bar)
+    if data is not None:
+        if as_json:
+            print(json.dumps({"model": str(model), "data": data, "scores": values}))
+        elif csv:
+            print("index,score")
+            print("\n".join(f"{i},{v:.6g}" for i, v in enumerate(values)))
+        else:
+            table = Table("index", "score (energy)", box=None)
+            for i, v in enumerate(values):
+                table.add_row(str(i), f"{v:.6g}")
+            out.print(table)
+        return
+    report = {"model": str(model), "in": in_data, "out": out_data, "auroc": auroc(s_in, s_out),
+              "num_in": len(s_in), "num_out": len(s_out),
+              "mean_score_in": sum(s_in) / len(s_in), "mean_score_out": sum(s_out) / len(s_out)}
+    if as_json:
+        print(json.dumps(report))
+    elif csv:
+        print("set,index,score")
+        print("\n".join([f"in,{i},{v:.6g}" for i, v in enumerate(s_in)] + [f"out,{i},{v:.6g}" for i, v in enumerate(s_out)]))
+    else:
+        out.print(f"AUROC {report['auroc']:.4f}  ({len(s_in)} in-distribution from {in_data}, mean score "
+                  f"{report['mean_score_in']:.4g}; {len(s_out)} out-of-distribution from {out_data}, mean score "
+                  f"{report['mean_score_out']:.4g})")
 
 
 # ---------------------------------------------------------------------------- eval
@@ -208,7 +422,7 @@ def eval_fid(
     samples: Annotated[Optional[Path], typer.Option(help="Score these images instead (folder or .npz).")] = None,
     ref: Annotated[Optional[str], typer.Option(help="Reference: image folder, statistics .npz, or built-in set NAME[:SPLIT]  [default: the model's training data]")] = None,
     num: Annotated[Optional[int], typer.Option(min=2, help="Samples to draw  [default: 50000 (the thesis's figure); for domain features, the size of the held-out split]")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    batch_size: BatchOpt = 256,
     features: Annotated[str, typer.Option(help="auto (domain for built-in image sets, else Inception), inception or domain.")] = "auto",
     inception_weights: Annotated[Optional[Path], typer.Option(help="TorchScript Inception file (inception-2015-12-05.pt) [env EBMKIT_INCEPTION_WEIGHTS].")] = None,
     seed: SeedOpt = 0,
@@ -272,6 +486,62 @@ def torch_generator(device, seed: int):
     return torch.Generator(device).manual_seed(seed)
 
 
+@eval_app.command("guidance-sweep")
+def eval_guidance_sweep(
+    model: Annotated[Path, typer.Option(help="Class-conditional model file.")],
+    weights: Annotated[str, typer.Option(help="Comma-separated guidance weights w.")] = "0,0.5,1,2,4",
+    num_per_class: Annotated[int, typer.Option(min=2, help="Samples per class and weight.")] = 50,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Plot of the metrics against w (.png).")] = None,
+    ref: Annotated[Optional[str], typer.Option(help="FID reference (as in `eval fid`) [default: the model's training data].")] = None,
+    features: Annotated[str, typer.Option(help="auto, inception or domain (as in `eval fid`).")] = "auto",
+    inception_weights: Annotated[Optional[Path], typer.Option(help="TorchScript Inception file [env EBMKIT_INCEPTION_WEIGHTS].")] = None,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """FID and (on built-in sets) classifier accuracy on the requested class across guidance weights,
+    as in Fig. 5.3 (c, d): a table, and a plot with --out."""
+    from ebmkit import viz
+    from ebmkit.methods import load_model
+    from ebmkit.metrics import fid
+    from ebmkit.metrics.guidance import guidance_sweep
+    from ebmkit.train import setup_ranks
+
+    try:
+        ws = [float(w) for w in weights.split(",")]
+    except ValueError:
+        raise EbmkitError(f"--weights {weights!r}: expected comma-separated numbers, e.g. 0,0.5,1,2") from None
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, supported=("cdrl",), command="eval guidance-sweep")
+    cond = method.preset.conditioning
+    if cond.kind != "class":
+        raise EbmkitError(f"{model} is not class-conditional; a guidance sweep needs conditioning.kind = 'class'")
+    reference = fid.resolve_reference(ref, method.preset.data, method.shape[-1])
+    space = fid.feature_space(features, reference.builtin, method.shape[-1], dev, inception_weights)
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        ref_stats = fid.reference_stats(space, reference, batch_size)
+        task = bar.add_task("sampling", total=len(ws) * num_per_class * cond.num_classes)
+        rows = guidance_sweep(method, ws, num_per_class, space, ref_stats, seed, batch_size, steps,
+                              lambda n: bar.advance(task, n))
+    if out_path is not None:
+        curves = {space.label.split(" (")[0]: [r["fid"] for r in rows]}
+        if "accuracy" in rows[0]:
+            curves["accuracy on the requested class"] = [r["accuracy"] for r in rows]
+        viz.save_curves(ws, curves, out_path, "guidance weight w")
+    report = {"model": str(model), "step": step, "metric": space.label, "ref": ref_stats.source, "rows": rows,
+              "written": [str(out_path)] if out_path else []}
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table("w", space.label.split(" (")[0], *(["accuracy"] if "accuracy" in rows[0] else []), box=None)
+    for r in rows:
+        table.add_row(f"{r['guidance']:g}", f"{r['fid']:.3f}", *([f"{r['accuracy']:.1%}"] if "accuracy" in r else []))
+    out.print(table)
+    out.print(f"{num_per_class} samples per class and weight, against {ref_stats.source}")
+
+
 @eval_app.command("fid-stats")
 def eval_fid_stats(
     data: Annotated[str, typer.Option(help="Built-in set NAME[:SPLIT], image folder or .npz of images.")],
@@ -279,7 +549,7 @@ def eval_fid_stats(
     features: Annotated[str, typer.Option(help="auto, inception or domain (as in `eval fid`).")] = "auto",
     image_size: Annotated[Optional[int], typer.Option(min=1, help="Resize images to this size first.")] = None,
     inception_weights: Annotated[Optional[Path], typer.Option(help="TorchScript Inception file [env EBMKIT_INCEPTION_WEIGHTS].")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):

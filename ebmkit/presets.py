@@ -37,23 +37,58 @@ class DataConfig(Strict):
 class Conditioning(Strict):
     kind: Literal["none", "class", "attributes"] = "none"
     num_classes: Annotated[int, Field(ge=0)] = 0   # classes of the data ("class" kind)
+    class_names: list[str] = []                     # optional names, so `--class circle` works
     attributes: list[str] = []                      # attribute names ("attributes" kind, sec. 5.4.6)
+    attribute_values: list[list[str]] = []          # value names per attribute; empty: all binary (false, true)
     label_dropout: Unit = 0.1                       # null-class rate for classifier-free guidance
 
     @model_validator(mode="after")
     def _consistent(self):
         if self.kind == "class" and self.num_classes < 1:
             raise ValueError("kind 'class' needs num_classes >= 1")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
         if self.kind == "attributes" and not self.attributes:
             raise ValueError("kind 'attributes' needs a non-empty attributes list")
+        if self.attribute_values and (len(self.attribute_values) != len(self.attributes)
+                                      or any(len(v) < 2 for v in self.attribute_values)):
+            raise ValueError("attribute_values needs one list of at least 2 values per attribute")
         if self.kind == "none" and (self.num_classes or self.attributes):
             raise ValueError("kind 'none' takes no num_classes or attributes")
         return self
 
     @property
+    def values(self) -> list[list[str]]:
+        """Value names of each attribute."""
+        return self.attribute_values or [["false", "true"] for _ in self.attributes]
+
+    @property
     def num_labels(self) -> int:
         """Labels the networks embed (0 = unconditional): a class, or one value of one attribute."""
-        return {"none": 0, "class": self.num_classes, "attributes": 2 * len(self.attributes)}[self.kind]
+        return {"none": 0, "class": self.num_classes, "attributes": sum(map(len, self.values))}[self.kind]
+
+    def class_index(self, item: str) -> int:
+        """A class by number or name, or a one-line error listing the valid ones."""
+        names = self.class_names or [str(i) for i in range(self.num_classes)]
+        if item in names:
+            return names.index(item)
+        if item.isdigit() and int(item) < self.num_classes:
+            return int(item)
+        raise EbmkitError(f"unknown class {item!r}; valid: {', '.join(names)} (or 0..{self.num_classes - 1})")
+
+    def attribute_index(self, item: str) -> tuple[int, int]:
+        """'NAME=VALUE' -> (attribute index, value index), or a one-line error listing the valid ones."""
+        name, sep, value = item.partition("=")
+        if not sep or name not in self.attributes:
+            raise EbmkitError(f"--attr {item!r}: expected NAME=VALUE with NAME one of {', '.join(self.attributes)}")
+        j = self.attributes.index(name)
+        if value not in self.values[j]:
+            raise EbmkitError(f"--attr {item!r}: {name} takes {', '.join(self.values[j])}")
+        return j, self.values[j].index(value)
+
+    def attribute_label(self, attribute: int, value):
+        """Network label (null = 0) of `value` (int or tensor) of attribute number `attribute`."""
+        return 1 + sum(len(v) for v in self.values[:attribute]) + value
 
 
 class Guard(Strict):

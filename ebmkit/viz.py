@@ -78,3 +78,17 @@ def levels_figure_2d(method, data: torch.Tensor, samples: list[torch.Tensor], pa
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_curves(x: list[float], curves: dict[str, list[float]], path: str | Path, xlabel: str) -> None:
+    """One small panel per curve, sharing the x axis (e.g. FID and accuracy against guidance weight)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.8), squeeze=False)
+    for ax, (name, y) in zip(axes[0], curves.items()):
+        ax.plot(x, y, "o-")
+        ax.set_xlabel(xlabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

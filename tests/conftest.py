@@ -92,3 +92,20 @@ def stub_inception(tmp_path_factory):
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, yet it is Inception's format
         torch.jit.script(StubInception()).save(str(path))
     return path
+
+
+SHAPES_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
+               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "init.attn_resolutions=[]",
+               "sampler.steps=2", "train.batch_size=16", "train.iterations=2", "train.sample_every=2",
+               "train.log_every=1"]
+
+
+@pytest.fixture(scope="session")
+def shapes_models(tmp_path_factory):
+    """Tiny class-conditional and attribute-conditional shapes models (2 iterations each)."""
+    out = {}
+    for preset in ("cdrl-shapes-cond", "cdrl-shapes-compose"):
+        run = tmp_path_factory.mktemp(preset) / "run"
+        ebmkit("train", "--preset", preset, "--run-dir", run, "--quiet", *set_args(SHAPES_TINY), check=True)
+        out[preset] = run / "model.safetensors"
+    return out

@@ -20,7 +20,7 @@ from ebmkit.errors import EbmkitError
 class Batch:
     x: torch.Tensor                        # (B, *shape) in model space
     labels: torch.Tensor | None = None     # (B,) class ids
-    attributes: torch.Tensor | None = None  # (B, A) bool, columns in the preset's attribute order
+    attributes: torch.Tensor | None = None  # (B, A) value indices, columns in the preset's attribute order
 
 
 @dataclass
@@ -104,6 +104,12 @@ class Method:
             if missing:
                 raise EbmkitError(f"data set '{data.name}' has no attribute {missing[0]!r} "
                                   f"(valid: {', '.join(known) or 'none'})")
+            for name, values in zip(cond.attributes, cond.values):
+                j = known.index(name)
+                data_values = data.attribute_values[j] if data.attribute_values else ["false", "true"]
+                if data_values != values:
+                    raise EbmkitError(f"attribute {name!r} of data set '{data.name}' takes values {data_values}, "
+                                      f"the preset's conditioning.attribute_values say {values}")
 
     def make_batch(self, data: Dataset, idx: torch.Tensor) -> Batch:
         """Examples `idx` in model space on the method's device, with random flips if the preset asks."""
@@ -116,5 +122,5 @@ class Method:
             labels = data.labels[idx].to(self.device)
         elif self.preset.conditioning.kind == "attributes":
             cols = [data.attribute_names.index(a) for a in self.preset.conditioning.attributes]
-            attributes = data.attributes[idx][:, cols].to(self.device)
+            attributes = data.attributes[idx][:, cols].long().to(self.device)
         return Batch(x=x, labels=labels, attributes=attributes)

@@ -10,6 +10,7 @@ step size (sec. 5.4.8.2), so the drift of Eq. 5.3 is grad(f_hat) / 2. Labels giv
 are shifted by one: 0 is the null class of classifier-free guidance (sec. 5.3.5).
 """
 
+import functools
 import math
 from pathlib import Path
 
@@ -27,6 +28,36 @@ from ebmkit.schedules import DiffusionLevels, cdrl_levels
 def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, ..., 1) to broadcast against a batch shaped like `like`."""
     return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def keep_observed(obs: torch.Tensor, mask: torch.Tensor, x: torch.Tensor, step: int | None = None) -> torch.Tensor:
+    """Inpainting projection (sec. 5.4.7): observed pixels (mask 1) from `obs`, the rest from x."""
+    return torch.where(mask.bool(), obs, x)
+
+
+class Guide:
+    """Classifier-free guidance and composition of concepts (Eq. 5.9 - 5.12) for a network that takes a
+    label (0 = null): with M concept labels c_i and weight w,
+
+        out = (w + 1) sum_i net(.; c_i) - (M (w + 1) - 1) net(.; null)
+
+    M = 1 is Eq. 5.9 (and, for the initializer mean, Eq. 5.10); M > 1 is Eq. 5.12 (5.11 at w = 0);
+    M = 0 is the unconditional network. All M + 1 evaluations run as one batch.
+    """
+
+    def __init__(self, labels: list[torch.Tensor], weight: float, num: int, device):
+        self.labels = [c.to(device) for c in labels]
+        self.weight = weight
+        self.null = torch.zeros(num, dtype=torch.long, device=device)
+
+    def combine(self, net: nn.Module, x: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        m, w = len(self.labels), self.weight
+        if m == 0:
+            return net(x, logsnr, self.null)
+        reps = m + 1
+        out = net(x.repeat(reps, *[1] * (x.dim() - 1)), logsnr.repeat(reps),
+                  torch.cat([*self.labels, self.null])).chunk(reps)
+        return (w + 1) * sum(out[:m]) - (m * (w + 1) - 1) * out[m]
 
 
 class CDRL(Method):
@@ -76,29 +107,40 @@ class CDRL(Method):
         else:  # each image speaks for one of its attributes, chosen at random (sec. 5.4.6)
             which = torch.randint(0, batch.attributes.shape[1], (len(batch.x),), device=self.device)
             value = batch.attributes[torch.arange(len(batch.x), device=self.device), which].long()
-            label = 1 + 2 * which + value
+            offsets = torch.tensor([cond.attribute_label(j, 0) for j in range(len(cond.attributes))],
+                                   device=self.device)
+            label = offsets[which] + value
         drop = torch.rand(len(label), device=self.device) < cond.label_dropout
         label = torch.where(drop, torch.zeros_like(label), label)
         return label, label if cond.kind == "class" else None
 
     def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
                label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """K Langevin steps on p(y_t | x_{t+1}) of Eq. 5.1, i.e. Eq. 5.3, from y0. t: (B,) levels."""
+               generator: torch.Generator | None = None, guide: "Guide | None" = None,
+               project=None) -> torch.Tensor:
+        """K Langevin steps on p(y_t | x_{t+1}) of Eq. 5.1, i.e. Eq. 5.3, from y0. t: (B,) levels.
+        With `guide` the energy is the guided one of Eq. 5.9 / 5.12; `project(y, k)` runs after each step."""
         lv = self.levels
         s2, logsnr = lv.step_size[t] ** 2, lv.logsnr[t]
 
         def log_density(y):  # f = f_hat / s_t^2 (sec. 5.4.8.2)
-            return ebm(y, logsnr, label) / s2
+            f_hat = ebm(y, logsnr, label) if guide is None else guide.combine(ebm, y, logsnr)
+            return f_hat / s2
 
         return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
                         noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
-                        anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator).x
+                        anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator,
+                        project=project).x
 
     def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 5.4: mean g_phi(x_{t+1}; t) and a draw of N(g, sigma-tilde_t^2 I) in y-space."""
-        g = init(x_next, self.levels.logsnr[t + 1], label)
+                generator: torch.Generator | None = None, guide: "Guide | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5.4: mean g_phi(x_{t+1}; t) and a draw of N(g, sigma-tilde_t^2 I) in y-space; with a
+        class-conditional initializer and `guide`, the guided mean of Eq. 5.10."""
+        logsnr = self.levels.logsnr[t + 1]
+        if guide is not None and self.preset.conditioning.kind == "class":
+            g = guide.combine(init, x_next, logsnr)
+        else:
+            g = init(x_next, logsnr, label)
         if not self.preset.sampler.init_noise:
             return g, g.detach()
         noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
@@ -138,11 +180,15 @@ class CDRL(Method):
     # ------------------------------------------------------------------------------ Algorithm 5
     @torch.no_grad()
     def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
-                      use_ema: bool = True, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
+                      use_ema: bool = True, labels: list[torch.Tensor] | None = None, guidance: float = 0.0,
+                      observed: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[torch.Tensor]:
         """x_{T-1}, ..., x_0 for one batch of `num` samples, then the Tweedie-denoised x_0 (Eq. 5.16).
 
         `steps` below the trained K scales the step size by sqrt(K / steps) (sec. 5.4.2); 0 samples
-        with the initializer alone. `labels` (num,) are class ids; None samples unconditionally.
+        with the initializer alone. `labels`: M tensors (num,) of network labels (`class_labels`,
+        `attribute_labels`), combined with guidance weight w by Eq. 5.9 (M = 1) or 5.12 (M > 1); None
+        samples unconditionally. `observed` = (x, mask) inpaints (sec. 5.4.7): where mask is 1 the
+        sample is reset to x noised to the current level after every proposal and Langevin step.
         """
         nets = self.ema if use_ema else self.nets
         was_training = nets.training
@@ -150,54 +196,97 @@ class CDRL(Method):
         lv, K = self.levels, self.preset.sampler.steps
         steps = K if steps is None else steps
         scale = math.sqrt(K / steps) if 0 < steps < K else 1.0
-        label = None
-        if self.preset.conditioning.kind != "none":
-            label = torch.zeros(num, dtype=torch.long, device=self.device) if labels is None else labels + 1
-        init_label = label if self.preset.conditioning.kind == "class" else None
+        guide = Guide(labels or [], guidance, num, self.device) if self.preset.conditioning.kind != "none" else None
 
         x = torch.randn((num, *self.shape), generator=generator, device=self.device)  # x_T
+        if observed is not None:  # the observation noised up to the top level
+            top = lv.num_levels
+            x = keep_observed(lv.alpha_bar[top] * observed[0] + lv.sigma_bar[top] * x, observed[1], x)
         out = []
         for level in reversed(range(lv.num_levels)):
             t = torch.full((num,), level, device=self.device)
-            _, y = self.propose(nets["init"], x, t, init_label, generator)
+            project = None
+            if observed is not None:  # the observation at level t, in y-space
+                e = torch.randn(x.shape, generator=generator, device=self.device)
+                y_obs = lv.y_scale[level] * (lv.alpha_bar[level] * observed[0] + lv.sigma_bar[level] * e)
+                project = functools.partial(keep_observed, y_obs, observed[1])
+            _, y = self.propose(nets["init"], x, t, None, generator, guide)
+            if project is not None:
+                y = project(y)
             if steps > 0:
-                y = self.refine(nets["ebm"], y, x, t, label, steps, scale, generator)
+                y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, project)
             x = y / lv.y_scale[level]
             out.append(x)
-        out.append(self.tweedie(nets["ebm"], x, label))
+        x0 = self.tweedie(nets["ebm"], x, guide)
+        out.append(x0 if observed is None else keep_observed(observed[0], observed[1], x0))
         nets.train(was_training)
         return out
 
-    def tweedie(self, ebm: nn.Module, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
-        """Eq. 5.16 at level 0 with the score multiplied by tweedie_coef (2.0 in the thesis)."""
+    def tweedie(self, ebm: nn.Module, x: torch.Tensor, guide: "Guide | None" = None) -> torch.Tensor:
+        """Eq. 5.16 at level 0 with the score multiplied by tweedie_coef (2.0 in the thesis), guided
+        like the Langevin steps (implementation notes)."""
         lv, coef = self.levels, self.preset.sampler.tweedie_coef
         if coef == 0:
             return x
         t = torch.zeros(len(x), dtype=torch.long, device=self.device)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            log_p = ebm(lv.y_scale[0] * x, lv.logsnr[t], label) / lv.step_size[0] ** 2
-            (score,) = torch.autograd.grad(log_p.sum(), x)
+            y, logsnr = lv.y_scale[0] * x, lv.logsnr[t]
+            f_hat = ebm(y, logsnr) if guide is None else guide.combine(ebm, y, logsnr)
+            (score,) = torch.autograd.grad((f_hat / lv.step_size[0] ** 2).sum(), x)
         return (x.detach() + lv.sigma_bar[0] ** 2 * coef * score) / lv.alpha_bar[0]
 
     def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
-               progress=None, **kw) -> torch.Tensor:
-        """`num` final samples in model space, in batches; `progress(n)` is told of each batch."""
+               progress=None, labels: list[torch.Tensor] | None = None,
+               observed: tuple[torch.Tensor, torch.Tensor] | None = None, **kw) -> torch.Tensor:
+        """`num` final samples in model space, in batches; `progress(n)` is told of each batch.
+        `labels` and `observed` hold one row per sample and are split with the batches."""
         out = []
         for start in range(0, num, batch_size):
-            n = min(batch_size, num - start)
-            out.append(self.sample_levels(n, generator, **kw)[-1].cpu())
+            rows = slice(start, min(start + batch_size, num))
+            n = rows.stop - rows.start
+            batch_labels = None if labels is None else [c[rows].to(self.device) for c in labels]
+            batch_obs = None if observed is None else tuple(o[rows].to(self.device) for o in observed)
+            out.append(self.sample_levels(n, generator, labels=batch_labels, observed=batch_obs, **kw)[-1].cpu())
             if progress is not None:
                 progress(n)
         return torch.cat(out)
 
+    def inpaint(self, images: torch.Tensor, mask: torch.Tensor, num: int, generator: torch.Generator | None = None,
+                batch_size: int = 256, progress=None, **kw) -> torch.Tensor:
+        """`num` completions of each image (N, C, H, W) in model space where mask (N or 1, 1 or C, H, W)
+        is 0 (sec. 5.4.7); observed pixels are kept exactly. Returns (N, num, C, H, W)."""
+        n = len(images)
+        x = images.repeat_interleave(num, 0)
+        m = mask.expand(n, *mask.shape[1:]).repeat_interleave(num, 0)
+        out = self.sample(n * num, generator, batch_size, progress, observed=(x, m), **kw)
+        return out.reshape(n, num, *self.shape)
+
+    # ------------------------------------------------------------------------------ labels
+    def class_labels(self, classes: torch.Tensor) -> list[torch.Tensor]:
+        """Class ids (num,) -> the one network-label tensor of Eq. 5.9 (user class c is label c + 1)."""
+        return [classes.long() + 1]
+
+    def attribute_labels(self, wanted: dict[int, int], num: int) -> list[torch.Tensor]:
+        """{attribute index: value index} -> one label tensor per controlled attribute (Eq. 5.11 / 5.12)."""
+        cond = self.preset.conditioning
+        return [torch.full((num,), cond.attribute_label(j, v), dtype=torch.long) for j, v in wanted.items()]
+
+    # ------------------------------------------------------------------------------ OOD (sec. 5.4.5)
+    @torch.no_grad()
+    def energy(self, x: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
+        """(B,) energy E = -f at the lowest noise level (unconditional); higher = more anomalous."""
+        return -self.log_density(x.to(self.device), 0, use_ema).cpu()
+
     # ------------------------------------------------------------------------------ pictures
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
-        """Unnormalised log p_t(x_t) = f_hat(y_scale_t x; lambda_t) / s_t^2 at noise level `level`."""
+        """Unnormalised log p_t(x_t) = f_hat(y_scale_t x; lambda_t) / s_t^2 at noise level `level`
+        (conditional EBMs with the null label: the unconditional density)."""
         ebm = (self.ema if use_ema else self.nets)["ebm"]
         t = torch.full((len(x),), level, device=self.device)
+        null = torch.zeros(len(x), dtype=torch.long, device=self.device) if self.preset.conditioning.num_labels else None
         with torch.no_grad():
-            return ebm(self.levels.y_scale[level] * x, self.levels.logsnr[t]) / self.levels.step_size[level] ** 2
+            return ebm(self.levels.y_scale[level] * x, self.levels.logsnr[t], null) / self.levels.step_size[level] ** 2
 
     def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Data at the noise levels T-1, ..., 0 (the top row of Fig. 5.5)."""

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebmkit.data import BUILTIN, TOY_2D, from_config, load_dataset
-from ebmkit.data.files import read_images
+from ebmkit.data import from_config, load_dataset
+from ebmkit.data.files import IMAGE_SETS as DOMAIN_SETS
+from ebmkit.data.files import builtin_spec, load_images, read_images
 from ebmkit.errors import EbmkitError
 from ebmkit.metrics.frechet import FeatureStats, feature_stats, frechet_distance
 
-DOMAIN_SETS = tuple(n for n in BUILTIN if n not in TOY_2D)   # built-in labelled image sets
 Progress = Callable[[int], None]
 
 
@@ -40,11 +40,9 @@ def resolve_reference(ref: str | None, data_cfg=None, image_size: int | None = N
             ref = data_cfg.name
         else:
             return Reference(f"{data_cfg.name}:train", images=lambda: from_config(data_cfg, "train").x)
-    name, _, split = ref.partition(":")
-    if name in DOMAIN_SETS and not Path(ref).exists():
-        split = split or "train"
-        return Reference(f"{name}:{split}", builtin=name,
-                         images=lambda: load_dataset(name, split=split, image_size=image_size).x)
+    builtin = builtin_spec(ref)
+    if builtin:
+        return Reference(":".join(builtin), builtin=builtin[0], images=lambda: load_images(ref, image_size))
     path = Path(ref).expanduser()
     if not path.exists():
         raise EbmkitError(f"reference {ref} not found: give an image folder, a statistics .npz "

@@ -1,0 +1,136 @@
+"""CDRL tasks (sec. 5.3.5 - 5.4.7): guidance and composition (Eq. 5.9 - 5.12), inpainting, OOD
+scoring and fast sampling, in the library and on the command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ebmkit
+from ebmkit.data import load_dataset, to_model_space
+from ebmkit.data.masks import box_mask, irregular_mask, read_mask
+from ebmkit.errors import EbmkitError
+from ebmkit.methods import load_model
+from ebmkit.methods.cdrl import Guide
+from ebmkit.presets import load_preset
+
+
+class LabelNet(torch.nn.Module):
+    """net(x; c) = (c + 1) * sum(x): distinct, known outputs per label."""
+
+    def forward(self, x, logsnr, label):
+        return (label.float() + 1) * x.flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("labels, w", [([], 2.0), ([3], 0.0), ([3], 0.7), ([1, 4], 3.0)])
+def test_guide_is_eq_5_9_and_5_12(labels, w):
+    x = torch.randn(5, 2)
+    s = x.sum(1)
+    guide = Guide([torch.full((5,), c) for c in labels], w, 5, "cpu")
+    m = len(labels)
+    # (w + 1) sum_i f(x; c_i) - (M (w + 1) - 1) f(x; null), with f(x; c) = (c + 1) s and f(x; null) = s
+    expected = (w + 1) * sum((c + 1) * s for c in labels) - (m * (w + 1) - 1) * s
+    assert torch.allclose(guide.combine(LabelNet(), x, torch.zeros(5)), expected, atol=1e-5)
+
+
+def test_attribute_labels_and_names():
+    cond = load_preset("cdrl-shapes-compose").conditioning
+    assert cond.num_labels == 4 + 4 + 2
+    assert [cond.attribute_label(j, 0) for j in range(3)] == [1, 5, 9]     # 0 is the null label
+    assert cond.attribute_index("color=blue") == (1, 2)
+    with pytest.raises(EbmkitError, match="color takes red, green, blue, yellow"):
+        cond.attribute_index("color=pink")
+    with pytest.raises(EbmkitError, match="NAME one of shape, color, size"):
+        cond.attribute_index("hue=red")
+    celeba = load_preset("cdrl-celeba64-compose").conditioning
+    assert celeba.values == [["false", "true"]] * 3 and celeba.num_labels == 6
+
+
+def test_inpainting_keeps_observed_pixels_and_varies(digits_model):
+    method, _ = load_model(digits_model)
+    x = to_model_space(load_dataset("digits", split="test").x[:3])
+    mask = box_mask("2,2,4,4", (8, 8))
+    a = method.inpaint(x, mask, 2, torch.Generator().manual_seed(0), steps=1)
+    b = method.inpaint(x, mask, 2, torch.Generator().manual_seed(1), steps=1)
+    keep = mask.bool().expand(3, 2, 1, 8, 8)
+    observed = x[:, None].expand_as(a)
+    assert (a - observed)[keep].abs().max() == 0 and (b - observed)[keep].abs().max() == 0
+    assert (a - b)[~keep].abs().max() > 1e-3                     # different seeds, different completions
+    assert (a[:, 0] - a[:, 1])[~keep[:, 0]].abs().max() > 1e-3   # and different completions per image
+
+
+def test_masks(tmp_path):
+    png = np.zeros((16, 16), np.uint8)
+    png[4:8, 0:16] = 255                                         # white = fill
+    Image.fromarray(png).save(tmp_path / "m.png")
+    m = read_mask(tmp_path / "m.png", (8, 8))
+    assert m.shape == (1, 1, 8, 8) and m[0, 0, 2:4].sum() == 0 and m[0, 0, :2].all() and m[0, 0, 4:].all()
+    assert box_mask("1,2,3,4", (8, 8))[0, 0].eq(0).sum() == 12
+    irr = irregular_mask(4, (16, 16), torch.Generator().manual_seed(0))
+    assert torch.equal(irr, irregular_mask(4, (16, 16), torch.Generator().manual_seed(0)))
+    assert 0.05 < 1 - irr.mean() < 0.9
+    with pytest.raises(EbmkitError, match="inside the 8x8 image"):
+        box_mask("6,6,4,4", (8, 8))
+
+
+def test_energy_is_minus_the_lowest_level_log_density(digits_model):
+    method, _ = load_model(digits_model)
+    x = to_model_space(load_dataset("digits", split="test").x[:5])
+    assert torch.allclose(method.energy(x), -method.log_density(x, 0))
+
+
+def test_no_langevin_is_zero_steps(digits_model, tmp_path):
+    for flag in (["--no-langevin"], ["--steps", "0"]):
+        ebmkit("sample", "--model", digits_model, "--num", 4, "--out", tmp_path / f"{flag[0]}.npz", *flag, check=True)
+    a, b = (np.load(tmp_path / f"{f}.npz")["samples"] for f in ("--no-langevin", "--steps"))
+    assert np.array_equal(a, b)
+
+
+def test_guided_sampling_cli(shapes_models, tmp_path):
+    model = shapes_models["cdrl-shapes-cond"]
+    r = json.loads(ebmkit("sample", "--model", model, "--num", 8, "--class", "all", "--guidance", 0.7,
+                          "--out", tmp_path / "g.png", "--json", check=True).stdout)
+    assert r["classes"] == [0, 1, 2, 3] and r["guidance"] == 0.7
+    r = json.loads(ebmkit("sample", "--model", model, "--num", 3, "--class", "square", "--class", "3",
+                          "--out", tmp_path / "g.npz", "--json", check=True).stdout)
+    assert r["classes"] == [1, 3] and np.load(tmp_path / "g.npz")["samples"].shape == (3, 3, 16, 16)
+    sweep = json.loads(ebmkit("eval", "guidance-sweep", "--model", model, "--weights", "0,1", "--num-per-class", 2,
+                              "--steps", 1, "--out", tmp_path / "sweep.png", "--json", check=True).stdout)
+    assert [r["guidance"] for r in sweep["rows"]] == [0, 1] and all("accuracy" in r for r in sweep["rows"])
+    assert (tmp_path / "sweep.png").is_file()
+
+
+def test_compose_cli(shapes_models, tmp_path):
+    r = json.loads(ebmkit("compose", "--model", shapes_models["cdrl-shapes-compose"], "--attr", "shape=circle",
+                          "--attr", "color=red", "--num", 4, "--out", tmp_path / "c.png", "--json", check=True).stdout)
+    assert r["attributes"] == {"shape": "circle", "color": "red"} and r["guidance"] == 3.0
+
+
+def test_inpaint_and_ood_cli(digits_model, tmp_path):
+    r = json.loads(ebmkit("inpaint", "--model", digits_model, "--image", "digits:test", "--limit", 2, "--box", "0,0,4,8",
+                          "--num", 3, "--steps", 1, "--out", tmp_path / "i.npz", "--json", check=True).stdout)
+    assert r["observed_fraction"] == 0.5 and np.load(tmp_path / "i.npz")["samples"].shape == (2, 3, 1, 8, 8)
+    csv = ebmkit("ood-score", "--model", digits_model, "--data", "digits:test", "--csv", check=True).stdout.splitlines()
+    assert csv[0] == "index,score" and len(csv) == 298
+    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--in", "digits:test", "--out", "shapes:test",
+                          "--json", check=True).stdout)
+    assert 0 <= r["auroc"] <= 1 and (r["num_in"], r["num_out"]) == (297, 2000)
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["sample", "--model", "{digits}", "--num", "2", "--out", "x.png", "--guidance", "1"], "need a class-conditional model"),
+    (["sample", "--model", "{cond}", "--num", "2", "--out", "x.png", "--class", "blob"], "unknown class 'blob'; valid: circle"),
+    (["sample", "--model", "{cond}", "--num", "2", "--out", "x.png", "--guidance", "1"], "--guidance needs --class"),
+    (["compose", "--model", "{cond}", "--attr", "shape=circle", "--out", "x.png"], "not attribute-conditional"),
+    (["compose", "--model", "{comp}", "--attr", "size=huge", "--out", "x.png"], "size takes small, large"),
+    (["inpaint", "--model", "{digits}", "--image", "digits", "--out", "x.png"], "exactly one of --mask"),
+    (["ood-score", "--model", "{digits}", "--in", "digits"], "both --in PATH and --out PATH"),
+    (["sample", "--model", "{digits}", "--out", "x.png", "--no-langevin", "--steps", "3"], "contradict"),
+])
+def test_task_errors(args, pattern, digits_model, shapes_models, tmp_path):
+    paths = {"digits": digits_model, "cond": shapes_models["cdrl-shapes-cond"], "comp": shapes_models["cdrl-shapes-compose"]}
+    proc = ebmkit(*[a.format(**paths) for a in args])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and pattern in proc.stderr, proc.stderr
