@@ -326,12 +326,17 @@ def ood_score(
     in_data: Annotated[Optional[str], typer.Option("--in", help="In-distribution inputs (with --out: print AUROC).")] = None,
     out_data: Annotated[Optional[str], typer.Option("--out", help="Out-of-distribution inputs.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="index,score lines on stdout.")] = False,
+    level: Annotated[int, typer.Option(min=0, help="Noise level whose energy scores (0 = the lowest, as in sec. 5.4.5).")] = 0,
+    draws: Annotated[int, typer.Option(min=1, help="Noise draws averaged per input at that level.")] = 4,
+    seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
     """OOD scores (sec. 5.4.5): the energy at the lowest noise level, higher = more anomalous. Inputs
     are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
+    import torch
+
     from ebmkit.data import to_model_space
     from ebmkit.data.files import fit, load_images
     from ebmkit.methods import load_model
@@ -349,8 +354,9 @@ def ood_score(
         x = to_model_space(fit(load_images(spec), method.shape))
         task = bar.add_task(f"scoring {spec}", total=len(x))
         out = []
+        gen = torch.Generator(dev).manual_seed(seed)
         for batch in x.split(batch_size):
-            out += method.energy(batch).tolist()
+            out += method.energy(batch, level, draws, gen).tolist()
             bar.advance(task, len(batch))
         return out
 
@@ -371,7 +377,7 @@ def ood_score(
                 table.add_row(str(i), f"{v:.6g}")
             out.print(table)
         return
-    report = {"model": str(model), "in": in_data, "out": out_data, "auroc": auroc(s_in, s_out),
+    report = {"model": str(model), "in": in_data, "out": out_data, "level": level, "auroc": auroc(s_in, s_out),
               "num_in": len(s_in), "num_out": len(s_out),
               "mean_score_in": sum(s_in) / len(s_in), "mean_score_out": sum(s_out) / len(s_out)}
     if as_json:
@@ -391,6 +397,7 @@ def eval_mmd(
     model: Annotated[Path, typer.Option(help="Model file of a 2-D model.")],
     num: Annotated[int, typer.Option(min=10, help="Samples, and points in each fresh data draw.")] = 5000,
     seed: SeedOpt = 0,
+    steps: StepsOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
@@ -402,7 +409,7 @@ def eval_mmd(
     method, step = load_model(model, setup_ranks(device).device, command="eval mmd")
     if len(method.shape) != 1:
         raise EbmkitError(f"{model} is an image model; eval mmd is for 2-D models")
-    report = {"model": str(model), "step": step, **points_report(method, num, seed)}
+    report = {"model": str(model), "step": step, **points_report(method, num, seed, steps=steps)}
     if as_json:
         print(json.dumps(report))
         return

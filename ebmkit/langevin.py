@@ -6,16 +6,20 @@ One step, Eq. 2.3 with the optional recovery term of Eq. 5.3:
 
 f is the log density (negative energy, higher = more likely), s the step size (a scalar or one per
 sample), a the anchor with precision p = 1/sigma^2 of the recovery likelihood (Eq. 5.1), w the
-noise weight (0 disables noise). Optional extras, in this order after the update: clamp the drift,
-clamp x, project x (inpainting resets observed pixels), record the trajectory.
+noise weight (0 disables noise). Optional extras, in this order: clamp the drift, clamp x, reset
+observed pixels (inpainting), any other projection, record the trajectory.
 
-The loop has no Python loop over samples and no host-device synchronisation.
+The update itself is ebmkit.kernels.langevin_update: a fused Triton kernel on CUDA, plain torch
+elsewhere (EBMKIT_KERNELS=torch forces it). The loop has no Python loop over samples and no
+host-device synchronisation.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from ebmkit.kernels import backend, langevin_update
 
 Tensor = torch.Tensor
 
@@ -24,15 +28,6 @@ Tensor = torch.Tensor
 class LangevinResult:
     x: Tensor                        # final sample, detached
     trajectory: Tensor | None = None  # (steps + 1, *x.shape) when recorded, starting with x0
-
-
-def _per_sample(v: float | Tensor, x: Tensor) -> float | Tensor:
-    """A scalar stays a scalar; a (B,) tensor becomes (B, 1, ..., 1) to broadcast against x."""
-    if isinstance(v, Tensor):
-        if v.dim() == 0:
-            return v.to(x)
-        return v.to(x).reshape(-1, *([1] * (x.dim() - 1)))
-    return float(v)
 
 
 def langevin(
@@ -46,36 +41,30 @@ def langevin(
     anchor_precision: float | Tensor = 0.0,
     drift_clamp: float | None = None,
     clamp: tuple[float, float] | None = None,
+    observed: tuple[Tensor, Tensor] | None = None,
     project: Callable[[Tensor, int], Tensor] | None = None,
     record: bool = False,
     generator: torch.Generator | None = None,
 ) -> LangevinResult:
     """Run `steps` Langevin steps from x0 on the log density f (`log_density(x) -> (B,)`).
 
-    `project(x, k)` is called after step k (0-based) and returns the projected sample.
+    `observed` = (obs, mask) resets x to obs where mask is 1 after every step, inside the fused update
+    (inpainting); `project(x, k)`, any other projection, is called after step k (0-based).
     """
-    s = _per_sample(step_size, x0)
-    half_s2 = 0.5 * s * s
-    noise_scale = noise_weight * s
-    use_noise = noise_weight != 0.0
-    precision = _per_sample(anchor_precision, x0)
+    obs, mask = observed if observed is not None else (None, None)
+    seed = None
+    if noise_weight != 0.0 and backend(x0) == "triton":  # one Philox seed per chain: a single host sync
+        device = generator.device if generator is not None else x0.device
+        seed = int(torch.randint(2**62, (), generator=generator, device=device))
     x = x0.detach()
     trajectory = [x] if record else None
     for k in range(steps):
         with torch.enable_grad():
             x = x.requires_grad_(True)
             (grad,) = torch.autograd.grad(log_density(x).sum(), x)
-        x = x.detach()
-        drift = half_s2 * grad
-        if anchor is not None:
-            drift = drift - half_s2 * precision * (x - anchor)  # recovery term of Eq. 5.3
-        if drift_clamp is not None:
-            drift = drift.clamp(-drift_clamp, drift_clamp)
-        x = x + drift
-        if use_noise:
-            x = x + noise_scale * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        if clamp is not None:
-            x = x.clamp(*clamp)
+        x = langevin_update(x.detach(), grad, step_size=step_size, noise_weight=noise_weight, anchor=anchor,
+                            precision=anchor_precision, drift_clamp=drift_clamp, clamp=clamp, mask=mask,
+                            observed=obs, seed=seed, step=k, generator=generator)
         if project is not None:
             x = project(x, k)
         if record:

@@ -75,10 +75,16 @@ def test_masks(tmp_path):
         box_mask("6,6,4,4", (8, 8))
 
 
-def test_energy_is_minus_the_lowest_level_log_density(digits_model):
+def test_energy_is_minus_the_log_density_of_the_noised_input(digits_model):
     method, _ = load_model(digits_model)
+    lv = method.levels
     x = to_model_space(load_dataset("digits", split="test").x[:5])
-    assert torch.allclose(method.energy(x), -method.log_density(x, 0))
+    for level in (0, 2):
+        e = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+        by_hand = -method.log_density(lv.alpha_bar[level] * x + lv.sigma_bar[level] * e, level)
+        assert torch.allclose(method.energy(x, level, 1, torch.Generator().manual_seed(3)), by_hand)
+    with pytest.raises(EbmkitError, match="out of range"):
+        method.energy(x, 9)
 
 
 def test_no_langevin_is_zero_steps(digits_model, tmp_path):

@@ -10,7 +10,6 @@ step size (sec. 5.4.8.2), so the drift of Eq. 5.3 is grad(f_hat) / 2. Labels giv
 are shifted by one: 0 is the null class of classifier-free guidance (sec. 5.3.5).
 """
 
-import functools
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from ebmkit import viz
 from ebmkit.data import Dataset
+from ebmkit.errors import EbmkitError
 from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.nets import EBMMLP, EBMResNet, InitMLP, UNet
@@ -30,7 +30,7 @@ def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def keep_observed(obs: torch.Tensor, mask: torch.Tensor, x: torch.Tensor, step: int | None = None) -> torch.Tensor:
+def keep_observed(obs: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Inpainting projection (sec. 5.4.7): observed pixels (mask 1) from `obs`, the rest from x."""
     return torch.where(mask.bool(), obs, x)
 
@@ -117,9 +117,10 @@ class CDRL(Method):
     def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
                label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
                generator: torch.Generator | None = None, guide: "Guide | None" = None,
-               project=None) -> torch.Tensor:
+               observed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """K Langevin steps on p(y_t | x_{t+1}) of Eq. 5.1, i.e. Eq. 5.3, from y0. t: (B,) levels.
-        With `guide` the energy is the guided one of Eq. 5.9 / 5.12; `project(y, k)` runs after each step."""
+        With `guide` the energy is the guided one of Eq. 5.9 / 5.12; `observed` = (y_obs, mask) resets
+        the observed pixels after each step (inpainting)."""
         lv = self.levels
         s2, logsnr = lv.step_size[t] ** 2, lv.logsnr[t]
 
@@ -130,7 +131,7 @@ class CDRL(Method):
         return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
                         noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
                         anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator,
-                        project=project).x
+                        observed=observed).x
 
     def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
                 generator: torch.Generator | None = None, guide: "Guide | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,16 +206,16 @@ class CDRL(Method):
         out = []
         for level in reversed(range(lv.num_levels)):
             t = torch.full((num,), level, device=self.device)
-            project = None
+            y_observed = None
             if observed is not None:  # the observation at level t, in y-space
                 e = torch.randn(x.shape, generator=generator, device=self.device)
-                y_obs = lv.y_scale[level] * (lv.alpha_bar[level] * observed[0] + lv.sigma_bar[level] * e)
-                project = functools.partial(keep_observed, y_obs, observed[1])
+                y_observed = (lv.y_scale[level] * (lv.alpha_bar[level] * observed[0] + lv.sigma_bar[level] * e),
+                              observed[1])
             _, y = self.propose(nets["init"], x, t, None, generator, guide)
-            if project is not None:
-                y = project(y)
+            if y_observed is not None:
+                y = keep_observed(*y_observed, y)
             if steps > 0:
-                y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, project)
+                y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, y_observed)
             x = y / lv.y_scale[level]
             out.append(x)
         x0 = self.tweedie(nets["ebm"], x, guide)
@@ -274,9 +275,16 @@ class CDRL(Method):
 
     # ------------------------------------------------------------------------------ OOD (sec. 5.4.5)
     @torch.no_grad()
-    def energy(self, x: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
-        """(B,) energy E = -f at the lowest noise level (unconditional); higher = more anomalous."""
-        return -self.log_density(x.to(self.device), 0, use_ema).cpu()
+    def energy(self, x: torch.Tensor, level: int = 0, draws: int = 4, generator: torch.Generator | None = None,
+               use_ema: bool = True) -> torch.Tensor:
+        """(B,) OOD score: the energy E = -f of x noised to `level` (the lowest, 0, in sec. 5.4.5),
+        averaged over `draws` noise draws; unconditional; higher = more anomalous."""
+        if not 0 <= level < self.levels.num_levels:
+            raise EbmkitError(f"level {level} out of range 0..{self.levels.num_levels - 1}")
+        lv, x = self.levels, x.to(self.device)
+        noised = [lv.alpha_bar[level] * x + lv.sigma_bar[level] * torch.randn(x.shape, generator=generator, device=self.device)
+                  for _ in range(draws)]
+        return -torch.stack([self.log_density(xt, level, use_ema) for xt in noised]).mean(0).cpu()
 
     # ------------------------------------------------------------------------------ pictures
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:

@@ -62,41 +62,55 @@ def _shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.gather(3, cols)
 
 
-def accuracy(net: DomainClassifier, data: Dataset) -> float:
+def targets(data: Dataset, target: str | None = None) -> tuple[torch.Tensor, list[str]]:
+    """The labels a classifier learns: the class (target None) or one attribute of each image."""
+    if target is None:
+        if data.labels is None or data.class_names is None:
+            raise EbmkitError(f"{data.name} has no class labels to train a domain classifier on")
+        return data.labels, data.class_names
+    if target not in (data.attribute_names or []):
+        raise EbmkitError(f"{data.name} has no attribute {target!r}")
+    j = data.attribute_names.index(target)
+    return data.attributes[:, j].long(), data.attribute_values[j]
+
+
+def accuracy(net: DomainClassifier, x: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
-        pred = torch.cat([net(to_model_space(b)).argmax(1) for b in data.x.split(512)])
-    return float((pred == data.labels).float().mean())
+        pred = torch.cat([net(to_model_space(b)).argmax(1) for b in x.split(512)])
+    return float((pred == labels).float().mean())
 
 
-def train_classifier(name: str, image_size: int | None = None) -> tuple[DomainClassifier, float]:
-    """Train on the set's train split with a fixed seed; returns the network and its test accuracy."""
+def train_classifier(name: str, image_size: int | None = None, target: str | None = None) -> tuple[DomainClassifier, float]:
+    """Train on the set's train split with a fixed seed to predict its class (or attribute `target`);
+    returns the network and its test accuracy."""
     train, test = load_dataset(name, split="train", image_size=image_size), load_dataset(name, split="test", image_size=image_size)
-    if train.labels is None or train.class_names is None:
-        raise EbmkitError(f"{name} has no class labels to train a domain classifier on")
+    labels, names = targets(train, target)
     gen = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net = DomainClassifier(train.shape[0], len(train.class_names))
+        net = DomainClassifier(train.shape[0], len(names))
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS * -(-len(train) // BATCH))
     for _ in range(EPOCHS):
         for idx in torch.randperm(len(train), generator=gen).split(BATCH):
             x = _shift(to_model_space(train.x[idx]), gen)
-            loss = F.cross_entropy(net(x), train.labels[idx])
+            loss = F.cross_entropy(net(x), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
     net.eval()
-    return net, accuracy(net, test)
+    return net, accuracy(net, test.x, targets(test, target)[0])
 
 
 class DomainFeatures:
-    """uint8 (N, C, H, W) images of a built-in set -> (N, 64) features of its domain classifier."""
+    """uint8 (N, C, H, W) images of a built-in set -> (N, 64) features of its domain classifier.
+    With `target`, the classifier predicts that attribute instead of the class (for measuring
+    compositional generation); the features of the class classifier are the domain-FID's."""
 
-    def __init__(self, name: str, image_size: int, device: torch.device | str = "cpu"):
+    def __init__(self, name: str, image_size: int, device: torch.device | str = "cpu", target: str | None = None):
         self.data, self.image_size = name, image_size
-        self.name = f"domain-{name}-{image_size}px"
+        self.name = f"domain-{name}-{image_size}px" + (f"-{target}" if target else "")
         self.label = f"domain-FID ({name} classifier features, not Inception)"
         path = cache_dir() / f"{self.name}-v{VERSION}.safetensors"
         if path.is_file():
@@ -105,10 +119,10 @@ class DomainFeatures:
             net = DomainClassifier(info["channels"], len(info["class_names"]))
             net.load_state_dict(tensors)
         else:
-            net, acc = train_classifier(name, image_size)
+            net, acc = train_classifier(name, image_size, target)
             test = load_dataset(name, split="test", image_size=image_size)
-            info = {"data": name, "image_size": image_size, "channels": test.shape[0],
-                    "class_names": test.class_names, "test_accuracy": acc, "version": VERSION}
+            info = {"data": name, "image_size": image_size, "channels": test.shape[0], "target": target,
+                    "class_names": targets(test, target)[1], "test_accuracy": acc, "version": VERSION}
             atomic_save(net.state_dict(), {"format": FORMAT, "info": json.dumps(info)}, path)
         self.net = net.eval().to(device)
         self.device = torch.device(device)

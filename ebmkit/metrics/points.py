@@ -8,7 +8,8 @@ from ebmkit.data.toy2d import on_checkerboard
 from ebmkit.metrics.mmd import BANDWIDTHS, mmd2
 
 
-def points_report(method, num: int = 5000, seed: int = 0, bandwidths: tuple[float, ...] = BANDWIDTHS) -> dict:
+def points_report(method, num: int = 5000, seed: int = 0, bandwidths: tuple[float, ...] = BANDWIDTHS,
+                  steps: int | None = None) -> dict:
     """Samples of a 2-D model against two fresh draws of its data (the test split, unseen in training).
 
     Bandwidths are multiplied by the preset's data.scale, so they probe the same structure at any scale.
@@ -19,7 +20,7 @@ def points_report(method, num: int = 5000, seed: int = 0, bandwidths: tuple[floa
         raise ValueError("points_report needs a 2-D model")
     data = from_config(cfg.model_copy(update={"num_points": 2 * num}), "test", seed=seed + 7).x
     ref, second = data[:num], data[num:]
-    samples = method.sample(num, torch.Generator(method.device).manual_seed(seed), batch_size=num).cpu()
+    samples = method.sample(num, torch.Generator(method.device).manual_seed(seed), batch_size=num, steps=steps).cpu()
     model, baseline = mmd2(samples, ref, bandwidths), mmd2(second, ref, bandwidths)
     report = {
         "num": num, "bandwidths": list(bandwidths),
