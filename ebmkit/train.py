@@ -258,6 +258,7 @@ class Trainer:
     def train_step(self) -> dict[str, torch.Tensor] | None:
         """One update of every network; None when the guard rolled back instead."""
         batch = self.method.make_batch(self.data, self.batches.next())
+        self.method.step = self.step  # methods with training phases (CoopFlow pre-training) read it
         losses, metrics = self.method.train_step(batch, self.train_nets)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)

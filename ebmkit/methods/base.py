@@ -41,6 +41,7 @@ class OptimSpec:
 
 class Method:
     name: str = ""
+    step: int = 0  # the training iteration, set by the training loop before each train_step
 
     def __init__(self, preset, shape: tuple[int, ...], device: torch.device | str = "cpu"):
         self.preset = preset
