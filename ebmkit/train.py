@@ -379,6 +379,7 @@ def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = F
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:  # on resume too: --set overrides (e.g. more iterations) are part of the record
         (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
     if resume and ranks.main:
         trainer.truncate_log()

@@ -7,8 +7,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pytest
-import torch
+# Without a GPU, Triton kernels run in Triton's interpreter on CPU tensors. triton.jit picks interpreted
+# or compiled mode when each function is defined, so this must be set before torch imports triton.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Domain classifiers are trained once per test session into a fresh cache (subprocesses inherit it).

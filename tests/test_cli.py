@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, ebmkit, set_args
+from conftest import ebmkit
 from ebmkit import checkpoint
 from ebmkit.cli import main
 

@@ -1,43 +1,19 @@
 """The fused Langevin update (Eq. 2.3 / 5.3): Triton kernel against the torch reference, the reference
 against a float64 hand computation, Philox noise statistics, and backend selection.
 
-Without a GPU the Triton kernel runs in Triton's interpreter on CPU tensors. triton.jit picks interpreted
-or compiled when a function is defined, so TRITON_INTERPRET=1 must be set before ebmkit's kernel module
-is imported, and before triton itself is: tl.randn and the other Philox helpers are jit functions
-defined when triton is imported, and the interpreter cannot call compiled-mode ones.
+Without a GPU the Triton kernel runs in Triton's interpreter on CPU tensors: tests/conftest.py sets
+TRITON_INTERPRET=1 before anything imports triton (triton.jit picks interpreted or compiled mode when
+each function is defined, tl.randn included).
 """
 
 import importlib.util
-import os
-import sys
 
 import pytest
 import torch
 
-
-def interpret_triton_random():
-    """Re-wrap triton's Philox helpers for the interpreter. Needed when triton was imported before this
-    module set TRITON_INTERPRET (in a whole-suite run, other test modules import it through torch)."""
-    import triton.language as tl
-    import triton.language.random as random
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
-
-    for name, f in list(vars(random).items()):
-        if isinstance(f, JITFunction):
-            setattr(random, name, InterpretedFunction(f.fn))
-            if getattr(tl, name, None) is f:
-                setattr(tl, name, getattr(random, name))
-
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-    if "triton" in sys.modules:
-        interpret_triton_random()
-
-from ebmkit.errors import EbmkitError  # noqa: E402
-from ebmkit.kernels import backend, langevin_update, torch_ref  # noqa: E402
-from ebmkit.langevin import langevin  # noqa: E402
+from ebmkit.errors import EbmkitError
+from ebmkit.kernels import backend, langevin_update, torch_ref
+from ebmkit.langevin import langevin
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

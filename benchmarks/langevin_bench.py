@@ -1,0 +1,128 @@
+"""Langevin sampling speed, measured in one run; prints ratios and writes benchmarks/results/langevin.json.
+
+    OMP_NUM_THREADS=2 python benchmarks/langevin_bench.py [--device cuda] [--quick]
+
+1. Sampler overhead: K Langevin steps through ebmkit.langevin, divided by K forward+backward passes of
+   the same energy network on the same batch (the floor of gradient-based MCMC).
+2. The engine against a plain hand-written loop (torch.autograd.grad + the update) on the same network.
+3. Scaling of the time of K steps with K, batch size and resolution (table and plot).
+4. Table 5.8: seconds per 100 samples of the cdrl-cifar10 architecture (6 levels x 15 steps, and
+   8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so.
+Run it on an otherwise idle machine: the ratios compare timings taken seconds apart.
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ebmkit.langevin import langevin
+from ebmkit.methods import build_method
+from ebmkit.nets import EBMMLP, EBMResNet
+from ebmkit.presets import load_preset
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def best_time(fn, repeats: int, device) -> float:
+    """Minimum wall time of fn() over `repeats` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+def energy_networks(device) -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
+    """The networks of the presets: (network in eval mode, input shape)."""
+    nets = {"2-D MLP (cdrl-checkerboard)": (EBMMLP(2, 64, 3, 128), (2,)),
+            "digits EBM (cdrl-digits)": (EBMResNet(1, [32, 64], 1, 128), (1, 8, 8)),
+            "CDRL 32x32 EBM (cdrl-cifar10)": (EBMResNet(3, [128, 256, 256, 256], 8, 512), (3, 32, 32))}
+    return {k: (net.to(device).eval().requires_grad_(False), shape) for k, (net, shape) in nets.items()}
+
+
+def chain_timings(net, shape, batch: int, steps: int, repeats: int, device) -> dict[str, float]:
+    g = torch.Generator(device).manual_seed(0)
+    x0 = torch.randn((batch, *shape), generator=g, device=device)
+    logsnr = torch.zeros(batch, device=device)
+    f = lambda x: net(x, logsnr)  # noqa: E731
+
+    def engine():
+        langevin(f, x0, step_size=0.05, steps=steps, anchor=x0, anchor_precision=1.0, generator=g)
+
+    def plain_loop():
+        x = x0
+        for _ in range(steps):
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(f(x).sum(), x)
+            x = x.detach() + 0.00125 * (grad - (x.detach() - x0)) + 0.05 * torch.randn(x.shape, generator=g, device=device)
+
+    def floor():
+        for _ in range(steps):
+            x = x0.detach().requires_grad_(True)
+            torch.autograd.grad(f(x).sum(), x)
+
+    return {name: best_time(fn, repeats, device) for name, fn in
+            [("engine", engine), ("plain_loop", plain_loop), ("forward_backward", floor)]}
+
+
+def table_5_8(device, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3."""
+    method = build_method(load_preset("cdrl-cifar10"), (3, 32, 32), device)
+    out = {}
+    for k in (15, 8, 5, 3):
+        g = torch.Generator(device).manual_seed(0)
+        seconds = best_time(lambda: method.sample_levels(batch, g, steps=k), repeats, device)
+        out[f"6x{k}"] = seconds * 100 / batch
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller Table 5.8 batch")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    repeats = 2 if args.quick else 5
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    report = {"device": name, "overhead": {}, "scaling": []}
+
+    print(f"device: {name}")
+    print(f"{'network':34s} {'batch':>5s} {'K':>3s} {'engine s':>9s} {'floor s':>8s} {'overhead':>8s} {'vs plain':>8s}")
+    for label, (net, shape) in energy_networks(device).items():
+        batch = 16 if len(shape) == 3 and shape[-1] == 32 else 256
+        t = chain_timings(net, shape, batch, 15, repeats, device)
+        row = {**t, "batch": batch, "steps": 15, "overhead": t["engine"] / t["forward_backward"],
+               "engine_vs_plain": t["engine"] / t["plain_loop"]}
+        report["overhead"][label] = row
+        print(f"{label:34s} {batch:5d} {15:3d} {t['engine']:9.4f} {t['forward_backward']:8.4f} "
+              f"{row['overhead']:8.3f} {row['engine_vs_plain']:8.3f}")
+
+    net = EBMResNet(3, [32, 64, 64], 1, 128).to(device).eval().requires_grad_(False)
+    print("\nscaling (small 3-level EBM): seconds for K steps")
+    for k, batch, res in [(5, 16, 16), (15, 16, 16), (30, 16, 16), (15, 4, 16), (15, 64, 16), (15, 16, 8), (15, 16, 32)]:
+        t = chain_timings(net, (3, res, res), batch, k, repeats, device)["engine"]
+        report["scaling"].append({"steps": k, "batch": batch, "resolution": res, "seconds": t})
+        print(f"K={k:3d} batch={batch:3d} {res}x{res}: {t:.4f} s")
+
+    batch = 4 if device.type == "cpu" else 100
+    report["table_5_8"] = {"batch": batch, "seconds_per_100": table_5_8(device, batch, 1 if args.quick else 2)}
+    note = f" (batch {batch}, scaled to 100)" if batch != 100 else ""
+    print(f"\nTable 5.8, cdrl-cifar10 networks, seconds per 100 samples{note}: " +
+          ", ".join(f"{k}: {v:.1f}" for k, v in report["table_5_8"]["seconds_per_100"].items()))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"langevin_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
