@@ -4,7 +4,8 @@ classifiers trained on the real shapes, one per attribute.
     python benchmarks/cdrl_compose.py runs/cdrl-shapes-compose/model.safetensors [--num 24] [--guidance 3]
 
 Single attributes: every value of every attribute alone. Pairs: every (shape, colour), (shape, size)
-and (colour, size) combination. Prints the tables and writes benchmarks/results/cdrl_compose.json.
+and (colour, size) combination. Prints the tables, writes benchmarks/results/cdrl_compose.json and a
+picture in the manner of Fig. 5.6 (one row per composition) to benchmarks/results/cdrl-shapes-compose.png.
 """
 
 import argparse
@@ -17,6 +18,10 @@ import torch
 from ebmkit.data import from_model_space
 from ebmkit.methods import load_model
 from ebmkit.metrics.domain import DomainFeatures
+from ebmkit.viz import save_grid
+
+FIGURE_ROWS = [["shape=circle"], ["color=red"], ["shape=circle", "color=red"], ["shape=square", "color=blue"],
+               ["shape=triangle", "size=large"], ["shape=cross", "color=yellow", "size=small"]]
 
 
 def carried(method, judges, wanted: dict[int, int], num: int, guidance: float, seed: int) -> torch.Tensor:
@@ -51,6 +56,12 @@ def main() -> None:
     print(f"guidance w = {args.guidance}, {args.num} samples per setting, model step {step}")
     print("single attribute: share carrying it     ", "  ".join(f"{a} {v:.1%}" for a, v in singles.items()))
     print("two attributes: share carrying both     ", "  ".join(f"{a} {v:.1%}" for a, v in pairs.items()))
+    rows = []
+    for i, items in enumerate(FIGURE_ROWS):
+        labels = method.attribute_labels(dict(cond.attribute_index(a) for a in items), 8)
+        rows.append(method.sample(8, torch.Generator().manual_seed(100 + i), labels=labels, guidance=args.guidance))
+    save_grid(torch.cat(rows), Path(__file__).parent / "results" / "cdrl-shapes-compose.png", nrow=8)
+    print("figure rows:", " | ".join(" ".join(r) for r in FIGURE_ROWS))
     out = Path(__file__).parent / "results" / "cdrl_compose.json"
     out.write_text(json.dumps({"model": args.model, "step": step, "guidance": args.guidance, "num_per_setting": args.num,
                                "classifier_accuracy": {a: j.test_accuracy for a, j in zip(cond.attributes, judges)},

@@ -267,7 +267,7 @@ def inpaint(
     if (mask is not None) + (box is not None) + irregular != 1:
         raise EbmkitError("give exactly one of --mask PNG, --box x,y,w,h and --irregular")
     dev = setup_ranks(device).device
-    method, step = load_model(model, dev, command="inpaint")
+    method, step = load_model(model, dev, supported=("cdrl",), command="inpaint")
     if len(method.shape) == 1:
         raise EbmkitError(f"{model} draws 2-D points; inpaint needs an image model")
     x = to_model_space(fit(load_images(image)[:limit], method.shape))
@@ -426,7 +426,7 @@ def eval_mmd(
 @eval_app.command("fid")
 def eval_fid(
     model: Annotated[Optional[Path], typer.Option(help="Model file to sample from.")] = None,
-    samples: Annotated[Optional[Path], typer.Option(help="Score these images instead (folder or .npz).")] = None,
+    samples: Annotated[Optional[str], typer.Option(help="Score these images instead (folder, .npz or built-in set NAME[:SPLIT]).")] = None,
     ref: Annotated[Optional[str], typer.Option(help="Reference: image folder, statistics .npz, or built-in set NAME[:SPLIT]  [default: the model's training data]")] = None,
     num: Annotated[Optional[int], typer.Option(min=2, help="Samples to draw  [default: 50000 (the thesis's figure); for domain features, the size of the held-out split]")] = None,
     batch_size: BatchOpt = 256,
@@ -455,9 +455,9 @@ def eval_fid(
             raise EbmkitError(f"{model} draws 2-D points: use `ebmkit eval mmd`")
         data_cfg, size = method.preset.data, method.shape[-1]
     else:
-        from ebmkit.data.files import read_images
+        from ebmkit.data.files import load_images
 
-        images = read_images(samples)
+        images = load_images(samples)
         size = images.shape[-1]
     reference = fid.resolve_reference(ref, data_cfg, size)
     space = fid.feature_space(features, reference.builtin, size, dev, inception_weights)

@@ -76,8 +76,11 @@ def test_bad_input_is_one_line(points_model, digits_model, tmp_path, cli):
                    "corrupt or truncated")
     tensors, meta = checkpoint.read_safetensors(points_model)
     checkpoint.atomic_save(tensors, {**meta, "method": "coopflow"}, tmp_path / "other.safetensors")
-    one_line_error(cli("sample", "--model", tmp_path / "other.safetensors", "--out", tmp_path / "a.png"), 2,
-                   "holds a 'coopflow' model")
+    one_line_error(cli("compose", "--model", tmp_path / "other.safetensors", "--attr", "a=b", "--out", tmp_path / "a.png"),
+                   2, "holds a 'coopflow' model; compose supports: cdrl")
+    checkpoint.atomic_save(tensors, {**meta, "method": "wavenet"}, tmp_path / "unknown.safetensors")
+    one_line_error(cli("sample", "--model", tmp_path / "unknown.safetensors", "--out", tmp_path / "a.png"), 2,
+                   "holds a 'wavenet' model")
     (tmp_path / "empty").mkdir()
     one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "data.name=folder", "--data", tmp_path / "empty",
                        "--run-dir", tmp_path / "r"), 2, "no images found")

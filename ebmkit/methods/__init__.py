@@ -9,8 +9,9 @@ from ebmkit import checkpoint, presets
 from ebmkit.errors import EbmkitError
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.methods.cdrl import CDRL
+from ebmkit.methods.coopflow import CoopFlow
 
-METHODS: dict[str, type[Method]] = {"cdrl": CDRL}
+METHODS: dict[str, type[Method]] = {"cdrl": CDRL, "coopflow": CoopFlow}
 
 __all__ = ["METHODS", "Batch", "Method", "OptimSpec", "build_method", "load_model", "save_model"]
 

@@ -1,0 +1,277 @@
+"""CoopFlow: cooperative training of a normalizing flow and a Langevin flow (thesis ch. 4, Algorithm 3).
+
+One iteration of Algorithm 3, as `train_step` reads:
+
+    3: x_i ~ p_data                                         the batch
+    4: z_i ~ q_0 = N(0, I)                                  Eq. 4.4
+    5: x_hat_i = g_alpha(z_i)                               the normalizing flow, no gradient
+    6: x_tilde_i = T Langevin steps from x_hat_i            Eq. 4.2 on f_theta (the Langevin flow)
+    7: alpha: minimise -1/m sum log q_alpha(x_tilde_i)      Eq. 4.5, the flow's MLE on the synthesis
+    8: theta: minimise 1/m sum f(x_tilde_i) - 1/m sum f(x_i)  the learning gradient of Eq. 2.2
+
+x_tilde is detached, so neither network back-propagates through the other (sec. 4.3.4). The Langevin
+step is the one the authors coded (implementation notes): x <- clamp(x + clamp(s^2/2 grad f, -c, c)),
+with the noise term of Eq. 4.2 removed (sec. 4.5.2), or decayed during training by Eq. 4.14 (sec. 4.9).
+Sampling is steps 4-6 with the test step size of Table 4.4.
+
+Phases (CoopFlow(Pre), sec. 4.5.2): `pretrain_iterations` of flow MLE on data, then `warmup_iterations`
+updating only the EBM from the frozen flow's proposals, then Algorithm 3. Modes (Table 4.7): "flow" is
+the normalizing flow alone, MLE on data throughout; "langevin" is the short-run EBM of Eq. 4.9 with a
+Gaussian reference whose chains start from q_0 = N(0, I) (sec. 4.3.3), without a flow.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ebmkit import viz
+from ebmkit.data import Dataset
+from ebmkit.errors import EbmkitError
+from ebmkit.langevin import langevin
+from ebmkit.methods.base import Batch, Method, OptimSpec
+from ebmkit.nets import AffineCouplingFlow, FlowPP
+from ebmkit.nets.coopflow_ebm import CoopFlowEBM, SwishMLP
+from ebmkit.nets.flow_layers import ActNorm, standard_normal_logprob
+
+
+def noise_decay(epoch: int, K: int) -> float:
+    """Eq. 4.14, the weight of the Langevin noise in training epoch `epoch`: (1 - epoch / K)^20, and 0
+    from epoch K on (the max is taken inside the power: the thesis' outer max would let the weight
+    grow again after epoch 2K)."""
+    return max(1.0 - epoch / K, 0.0) ** 20
+
+
+def gaussian_log_density(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,) log N(x; 0, I) up to its constant: the reference q_0 of Eq. 4.9."""
+    return -0.5 * x.pow(2).flatten(1).sum(1)
+
+
+@dataclass
+class Stages:
+    """The stages of the generator, read as "levels" by the 2-D figure of `ebmkit sample` (Fig. 4.3):
+    level 1 is the start of the Langevin flow (the normalizing flow, or N(0, I) in mode "langevin"),
+    level 0 the EBM and its samples. Mode "flow" has the one level 0, the normalizing flow."""
+
+    num_levels: int
+
+
+class CoopFlow(Method):
+    name = "coopflow"
+    train_size: int | None = None  # examples in the training set, for the epochs of Eq. 4.14
+
+    def __init__(self, preset, shape, device="cpu"):
+        super().__init__(preset, shape, device)
+        self.levels = Stages(1 if preset.train.mode == "flow" else 2)
+
+    # ------------------------------------------------------------------------------ networks
+    def build_networks(self) -> dict[str, nn.Module]:
+        p, shape, mode = self.preset, self.shape, self.preset.train.mode
+        images = len(shape) == 3
+        nets = {}
+        if mode != "langevin":
+            f = p.flow
+            if (f.arch == "flowpp") != images:
+                raise EbmkitError(f"flow.arch {f.arch!r} does not fit examples of shape {shape} "
+                                  f"(flowpp is for images, affine for points)")
+            if f.arch == "flowpp":
+                try:
+                    nets["flow"] = FlowPP(shape[0], shape[1], f.num_channels, f.num_blocks, f.num_components,
+                                          f.num_heads, f.dropout, f.scales, f.factor_out, f.use_dequant,
+                                          f.num_dequant_blocks, f.bound)
+                except ValueError as err:
+                    raise EbmkitError(f"flow.scales: {err}") from None
+            else:
+                nets["flow"] = AffineCouplingFlow(shape[0], f.hidden, f.num_couplings, f.num_hidden_layers)
+        if mode != "flow":
+            e = p.ebm
+            if (e.arch == "coopflow") != images:
+                raise EbmkitError(f"ebm.arch {e.arch!r} does not fit examples of shape {shape} "
+                                  f"(coopflow is for images, mlp for points)")
+            if e.arch == "coopflow":
+                try:
+                    nets["ebm"] = CoopFlowEBM(shape[0], shape[-1], e.channels, e.head_channels, e.head)
+                except ValueError as err:
+                    raise EbmkitError(f"ebm.channels: {err}") from None
+            else:
+                nets["ebm"] = SwishMLP(shape[0], e.hidden, e.num_layers)
+        return nets
+
+    def optim_specs(self) -> dict[str, OptimSpec]:
+        t = self.preset.train  # sec. 4.5.2: Adam for both, betas (0.9, 0.999) for the flow, (0.5, 0.5) for the EBM
+        specs = {}
+        if "flow" in self.nets:
+            specs["flow"] = OptimSpec(t.lr_flow, t.betas_flow, warmup=t.flow_warmup, grad_clip=t.grad_clip)
+        if "ebm" in self.nets:
+            specs["ebm"] = OptimSpec(t.lr_ebm, t.betas_ebm, grad_clip=t.grad_clip_ebm)
+        return specs
+
+    def check_data(self, data: Dataset) -> None:
+        """The base checks; also records the training set's size, since Eq. 4.14 counts epochs."""
+        super().check_data(data)
+        self.train_size = len(data)
+
+    # ------------------------------------------------------------------------------ schedule
+    def phase(self) -> str:
+        """What iteration `self.step` trains: "pretrain" (flow MLE on data), "warmup" (the EBM alone),
+        "coop" (Algorithm 3), or the mode's name for modes "flow" and "langevin"."""
+        t = self.preset.train
+        if t.mode != "coopflow":
+            return t.mode
+        if self.step < t.pretrain_iterations:
+            return "pretrain"
+        return "warmup" if self.step < t.pretrain_iterations + t.warmup_iterations else "coop"
+
+    def epoch(self) -> int:
+        """Epochs of the training data (at train.batch_size) the Langevin flow has trained, i.e. counted
+        from the end of flow pre-training."""
+        if self.train_size is None:
+            raise EbmkitError("langevin.noise_decay_K counts epochs: the method needs check_data(training set)")
+        t = self.preset.train
+        return max(self.step - t.pretrain_iterations, 0) * t.batch_size // self.train_size
+
+    def noise_weight(self, training: bool) -> float:
+        """w of the Langevin step: 0 or 1 by the preset, times Eq. 4.14 in training if noise_decay_K is set."""
+        lg = self.preset.langevin
+        if not training:
+            return float(lg.noise_test)
+        if not lg.noise:
+            return 0.0
+        return 1.0 if lg.noise_decay_K is None else noise_decay(self.epoch(), lg.noise_decay_K)
+
+    # ------------------------------------------------------------------------------ pieces
+    def ebm_log_density(self, ebm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B,) unnormalised log p_theta(x): f(x) (Eq. 4.1), or f(x) + log N(x; 0, I) (Eq. 4.9)."""
+        f = ebm(x)
+        return f + gaussian_log_density(x) if self.preset.ebm.reference == "gaussian" else f
+
+    def langevin_flow(self, ebm: nn.Module, x_hat: torch.Tensor, training: bool, steps: int | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Step 6: `steps` (default T) steps of Eq. 4.2 from x_hat, as coded (implementation notes).
+        Training uses the training step size and noise schedule; sampling the test ones (Table 4.4)."""
+        lg = self.preset.langevin
+        return langevin(lambda x: self.ebm_log_density(ebm, x), x_hat,
+                        step_size=lg.step_size if training else lg.step_size_test,
+                        steps=lg.steps if steps is None else steps, noise_weight=self.noise_weight(training),
+                        drift_clamp=lg.drift_clamp, clamp=lg.clamp, generator=generator).x
+
+    @torch.no_grad()
+    def propose(self, nets: nn.ModuleDict, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Steps 4-5: z ~ N(0, I), x_hat = g_alpha(z) (mode "langevin": x_hat = z). (num, *shape)."""
+        z = torch.randn((num, *self.shape), generator=generator, device=self.device)
+        if "flow" not in nets:
+            return z
+        flow = nets["flow"]
+        was_training = flow.training
+        flow.eval()  # no dropout in the proposal
+        x_hat = flow.inverse(z)
+        flow.train(was_training)
+        return x_hat
+
+    def flow_nll(self, flow: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B,) -log q_alpha(x) in nats, Eq. 4.5: log q_0(g^{-1}(x)) + log |det d g^{-1}(x) / dx|.
+        Runs the flow's forward (through DDP when wrapped)."""
+        z, logdet = flow(x)
+        return -(standard_normal_logprob(z) + logdet)
+
+    def data_nll(self, flow: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B,) -log q_alpha of training examples in nats: points as they are; 8-bit images dequantised
+        (Flow++ variational dequantisation), so the figure bounds -log P(x) of the discrete pixels."""
+        if x.dim() == 2:
+            return self.flow_nll(flow, x)
+        module = flow.module if isinstance(flow, nn.parallel.DistributedDataParallel) else flow
+        return module.nll_bits_per_dim(x, generator) * x[0].numel() * math.log(2)
+
+    @torch.no_grad()
+    def initialize_flow(self, x: torch.Tensor) -> None:
+        """ActNorm data-dependent initialisation (sec. 4.5.2) on the first training batch, before any update:
+        one pass of the data likelihood in eval mode with a seeded dequantisation draw, so it is
+        deterministic. The EMA copy starts from the result; the `initialized` buffers travel with
+        checkpoints, so a resumed run does not initialise again. Under torchrun rank 0's result wins."""
+        flow = self.nets["flow"]
+        was_training = flow.training
+        flow.eval()
+        self.data_nll(flow, x, torch.Generator(self.device).manual_seed(self.preset.train.seed))
+        flow.train(was_training)
+        if dist.is_initialized():
+            for tensor in flow.state_dict().values():
+                dist.broadcast(tensor, 0)
+        self.ema["flow"].load_state_dict(flow.state_dict())
+
+    def flow_initialized(self) -> bool:
+        """Whether every ActNorm of the flow has seen its data-dependent initialisation."""
+        return all(bool(m.initialized) for m in self.nets["flow"].modules() if isinstance(m, ActNorm))
+
+    # ------------------------------------------------------------------------------ Algorithm 3
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+        x = batch.x  # (B, *shape) observed examples in model space (step 3)
+        dim = x[0].numel()
+        if "flow" in self.nets and not self.flow_initialized():
+            self.initialize_flow(x)
+        phase = self.phase()
+        if phase in ("pretrain", "flow"):  # MLE of the flow on data (Eq. 4.5 on x_i)
+            nll = self.data_nll(nets["flow"], x)
+            metrics = {"energy_flow": nll.detach().mean() / dim}  # -log q per dimension, nats
+            if x.dim() == 4:
+                metrics["flow_bpd"] = nll.detach().mean() / (dim * math.log(2))
+            return {"flow": nll.mean()}, metrics
+
+        x_hat = self.propose(self.nets, len(x))                              # steps 4-5
+        x_tilde = self.langevin_flow(self.nets["ebm"], x_hat, training=True)  # step 6, detached
+        f_data, f_sample = nets["ebm"](torch.cat([x, x_tilde])).chunk(2)    # (B,) each
+        losses = {"ebm": f_sample.mean() - f_data.mean()}                    # step 8, Eq. 2.2
+        metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
+        if phase == "coop":                                                  # step 7, Eq. 4.5 on x_tilde
+            nll = self.flow_nll(nets["flow"], x_tilde)
+            losses["flow"] = nll.mean()
+            metrics["energy_flow"] = nll.detach().mean() / dim
+        return losses, metrics
+
+    # ------------------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
+                      use_ema: bool = True, **kw) -> list[torch.Tensor]:
+        """[x_hat, x_tilde] for one batch: the proposals (steps 4-5) and the samples after `steps` (default T)
+        test-time Langevin steps (step 6 with step_size_test); mode "flow": [x_hat]."""
+        nets = self.ema if use_ema else self.nets
+        x_hat = self.propose(nets, num, generator)
+        if "ebm" not in nets:
+            return [x_hat]
+        return [x_hat, self.langevin_flow(nets["ebm"], x_hat, training=False, steps=steps, generator=generator)]
+
+    def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256, progress=None,
+               steps: int | None = None, **kw) -> torch.Tensor:
+        """`num` samples in model space, in batches; `steps=0` returns the flow's proposals. `progress(n)`
+        is told of each batch."""
+        out = []
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            out.append(self.sample_levels(n, generator, steps, **kw)[-1].cpu())
+            if progress is not None:
+                progress(n)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------------------ pictures
+    def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
+        """(B,) unnormalised log density of a stage (see Stages): level 0 the EBM (or the flow in mode
+        "flow"), level 1 the flow q_alpha (or N(0, I) in mode "langevin")."""
+        nets = self.ema if use_ema else self.nets
+        with torch.no_grad():
+            if level == 0 and "ebm" in nets:
+                return self.ebm_log_density(nets["ebm"], x)
+            if "flow" in nets:
+                return -self.flow_nll(nets["flow"], x)
+            return gaussian_log_density(x)
+
+    def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The data beside each stage: CoopFlow adds no noise."""
+        return [x0] * self.levels.num_levels
+
+    def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
+        if data.kind == "points":
+            viz.save_scatter(self.sample(2000, generator), path)
+        else:
+            viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)
