@@ -333,8 +333,9 @@ def ood_score(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """OOD scores (sec. 5.4.5): the energy at the lowest noise level, higher = more anomalous. Inputs
-    are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
+    """OOD scores (sec. 5.4.5): the energy at a noise level (default the lowest), higher = more anomalous.
+
+    Inputs are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
     import torch
 
     from ebmkit.data import to_model_space
