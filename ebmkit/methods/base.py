@@ -63,11 +63,37 @@ class Method:
         Metrics named `energy*` are watched by the divergence guard."""
         raise NotImplementedError
 
+    def sample_levels(self, num: int, generator: torch.Generator | None = None, **kw) -> list[torch.Tensor]:
+        """One batch of `num` samples at every stage of the sampler; the last entry is the final sample."""
+        raise NotImplementedError
+
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
         """Write a picture of samples (a grid, or for 2-D data a scatter) to `path`."""
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
+    def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
+               progress=None, **kw) -> torch.Tensor:
+        """`num` final samples in model space (on the CPU), in batches of `batch_size`; `progress(n)` is
+        told of each batch. Per-sample arguments (tensors with `num` rows, or lists/tuples of them, such
+        as CDRL's labels and observations) are split with the batches and moved to the device."""
+
+        def rows(v, part: slice):
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and len(v) == num:
+                return v[part].to(self.device)
+            if isinstance(v, (list, tuple)):
+                return type(v)(rows(u, part) for u in v)
+            return v
+
+        out = []
+        for start in range(0, num, batch_size):
+            part = slice(start, min(start + batch_size, num))
+            n = part.stop - part.start
+            out.append(self.sample_levels(n, generator, **{k: rows(v, part) for k, v in kw.items()})[-1].cpu())
+            if progress is not None:
+                progress(n)
+        return torch.cat(out)
+
     def components(self) -> dict[str, nn.Module]:
         """Every network and its EMA copy, named as in the model file (`ebm`, `ebm_ema`, ...)."""
         out = {}

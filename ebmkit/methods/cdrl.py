@@ -237,22 +237,6 @@ class CDRL(Method):
             (score,) = torch.autograd.grad((f_hat / lv.step_size[0] ** 2).sum(), x)
         return (x.detach() + lv.sigma_bar[0] ** 2 * coef * score) / lv.alpha_bar[0]
 
-    def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
-               progress=None, labels: list[torch.Tensor] | None = None,
-               observed: tuple[torch.Tensor, torch.Tensor] | None = None, **kw) -> torch.Tensor:
-        """`num` final samples in model space, in batches; `progress(n)` is told of each batch.
-        `labels` and `observed` hold one row per sample and are split with the batches."""
-        out = []
-        for start in range(0, num, batch_size):
-            rows = slice(start, min(start + batch_size, num))
-            n = rows.stop - rows.start
-            batch_labels = None if labels is None else [c[rows].to(self.device) for c in labels]
-            batch_obs = None if observed is None else tuple(o[rows].to(self.device) for o in observed)
-            out.append(self.sample_levels(n, generator, labels=batch_labels, observed=batch_obs, **kw)[-1].cpu())
-            if progress is not None:
-                progress(n)
-        return torch.cat(out)
-
     def inpaint(self, images: torch.Tensor, mask: torch.Tensor, num: int, generator: torch.Generator | None = None,
                 batch_size: int = 256, progress=None, **kw) -> torch.Tensor:
         """`num` completions of each image (N, C, H, W) in model space where mask (N or 1, 1 or C, H, W)

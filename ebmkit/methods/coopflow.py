@@ -62,6 +62,7 @@ class Stages:
 class CoopFlow(Method):
     name = "coopflow"
     train_size: int | None = None  # examples in the training set, for the epochs of Eq. 4.14
+    flow_ready: bool = False       # the flow's ActNorms have their data-dependent initialisation
 
     def __init__(self, preset, shape, device="cpu"):
         super().__init__(preset, shape, device)
@@ -209,8 +210,10 @@ class CoopFlow(Method):
     def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
         x = batch.x  # (B, *shape) observed examples in model space (step 3)
         dim = x[0].numel()
-        if "flow" in self.nets and not self.flow_initialized():
-            self.initialize_flow(x)
+        if "flow" in self.nets and not self.flow_ready:  # checked once per run, not read back every step
+            if not self.flow_initialized():
+                self.initialize_flow(x)
+            self.flow_ready = True
         phase = self.phase()
         if phase in ("pretrain", "flow"):  # MLE of the flow on data (Eq. 4.5 on x_i)
             nll = self.data_nll(nets["flow"], x)
@@ -241,18 +244,6 @@ class CoopFlow(Method):
         if "ebm" not in nets:
             return [x_hat]
         return [x_hat, self.langevin_flow(nets["ebm"], x_hat, training=False, steps=steps, generator=generator)]
-
-    def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256, progress=None,
-               steps: int | None = None, **kw) -> torch.Tensor:
-        """`num` samples in model space, in batches; `steps=0` returns the flow's proposals. `progress(n)`
-        is told of each batch."""
-        out = []
-        for start in range(0, num, batch_size):
-            n = min(batch_size, num - start)
-            out.append(self.sample_levels(n, generator, steps, **kw)[-1].cpu())
-            if progress is not None:
-                progress(n)
-        return torch.cat(out)
 
     # ------------------------------------------------------------------------------ pictures
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
