@@ -35,6 +35,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 BatchOpt = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 OutDirOpt = Annotated[Optional[Path], typer.Option(help="Write one PNG per image here.")]
 StepsOpt = Annotated[Optional[int], typer.Option(min=0, help="Langevin steps per level; fewer than trained scales the step size by sqrt(K/steps) (sec. 5.4.2).")]
+InferStepsOpt = Annotated[int, typer.Option(min=0, help="CoopFlow: gradient steps on the Langevin start (sec. 4.4.3).")]
+InferLrOpt = Annotated[float, typer.Option(min=0, help="CoopFlow: gradient-descent rate of those steps.")]
 NoLangevinOpt = Annotated[bool, typer.Option("--no-langevin", help="Sample with the initializer alone (Fig. 5.9 a).")]
 
 
@@ -250,34 +252,45 @@ def inpaint(
     out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per completion here.")] = None,
     seed: SeedOpt = 0,
     steps: StepsOpt = None,
+    infer_steps: InferStepsOpt = 200,
+    lr: InferLrOpt = 0.05,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Fill the masked part of images (sec. 5.4.7); observed pixels are kept exactly."""
+    """Fill the masked part of images. CDRL (sec. 5.4.7): observed pixels kept exactly; CoopFlow (sec. 4.4.3):
+    the Langevin start fitted to the observed pixels, one completion per flow initialisation."""
     import torch
 
-    from ebmkit.data import to_model_space
-    from ebmkit.data.files import fit, load_images
     from ebmkit.data.masks import box_mask, irregular_mask, read_mask
     from ebmkit.methods import load_model
+    from ebmkit.methods.cdrl import keep_observed
     from ebmkit.train import setup_ranks
 
     _check_outputs(out_path, out_dir)
     if (mask is not None) + (box is not None) + irregular != 1:
         raise EbmkitError("give exactly one of --mask PNG, --box x,y,w,h and --irregular")
     dev = setup_ranks(device).device
-    method, step = load_model(model, dev, supported=("cdrl",), command="inpaint")
-    if len(method.shape) == 1:
-        raise EbmkitError(f"{model} draws 2-D points; inpaint needs an image model")
-    x = to_model_space(fit(load_images(image)[:limit], method.shape))
+    method, step = load_model(model, dev, supported=("cdrl", "coopflow"), command="inpaint")
+    x = _image_inputs(method, model, image, limit, dev)
+    if method.name == "cdrl":
+        kw = {"steps": steps}
+    elif steps is not None:
+        raise EbmkitError("--steps sets CDRL's Langevin steps per level; for CoopFlow use --infer-steps")
+    else:
+        kw = {"infer_steps": infer_steps, "lr": lr}
     size = method.shape[-2:]
     gen = torch.Generator(dev).manual_seed(seed)
     m = read_mask(mask, size) if mask else box_mask(box, size) if box else irregular_mask(len(x), size, torch.Generator().manual_seed(seed))
+    m = m.to(dev)
     with Progress(console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("inpainting", total=len(x) * num)
-        filled = method.inpaint(x, m, num, gen, batch_size=batch_size, steps=steps,
-                                progress=lambda n: bar.advance(task, n))         # (N, num, C, H, W)
+        filled = method.inpaint(x, m, num, gen, batch_size=batch_size, progress=lambda n: bar.advance(task, n),
+                                **kw)                                                # (N, num, C, H, W)
+    m_rows = m.expand(len(x), *m.shape[1:])[:, None].expand_as(filled)
+    observed_mse = float(((filled - x[:, None]) ** 2 * m_rows).sum() / m_rows.sum().clamp(min=1))
+    filled = keep_observed(x[:, None].expand_as(filled), m_rows, filled).cpu()     # paste the observation
+    x, m = x.cpu(), m.cpu()
     masked = torch.where(m.bool(), x, torch.zeros_like(x))                         # holes in mid-grey
     rows = torch.cat([x[:, None], masked[:, None], filled], 1)                     # Fig. 5.7 layout
     written = _write_images(rows.flatten(0, 1), out_path, None, nrow=num + 2, npz=filled)
@@ -287,8 +300,119 @@ def inpaint(
         viz.save_images(filled.flatten(0, 1), out_dir)
         written.append(str(out_dir))
     report = {"model": str(model), "step": step, "images": len(x), "completions": num,
-              "observed_fraction": float(m.mean()), "written": written}
-    print(json.dumps(report)) if as_json else err.print(f"{len(x)} images x {num} completions -> {', '.join(written)}")
+              "observed_fraction": float(m.mean()), "observed_mse": observed_mse, "written": written}
+    if as_json:
+        print(json.dumps(report))
+    else:
+        err.print(f"{len(x)} images x {num} completions -> {', '.join(written)} "
+                  f"(MSE on observed pixels before pasting them back: {observed_mse:.2e})")
+
+
+def _image_inputs(method, model: Path, spec: str, limit: int | None, device):
+    """Images from a file, folder, .npz or built-in set, fitted to an image model, in model space."""
+    from ebmkit.data import to_model_space
+    from ebmkit.data.files import fit, load_images
+
+    if len(method.shape) == 1:
+        raise EbmkitError(f"{model} draws 2-D points; this command needs an image model")
+    images = load_images(spec)
+    return to_model_space(fit(images[:limit] if limit else images, method.shape)).to(device)
+
+
+# ---------------------------------------------------------------------------- reconstruct, interpolate
+@app.command()
+def reconstruct(
+    model: Annotated[Path, typer.Option(help="CoopFlow model file.")],
+    images: Annotated[str, typer.Option(help="Image file, folder, .npz, or built-in set NAME[:SPLIT].")],
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most this many images (default: all).")] = None,
+    infer_steps: InferStepsOpt = 200,
+    lr: InferLrOpt = 0.05,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (rows: x_hat*, reconstruction, original, as Fig. 4.6) or a .npz.")] = None,
+    out_dir: OutDirOpt = None,
+    curve: Annotated[Optional[Path], typer.Option(help="Write the MSE-per-step curve (Fig. 4.7) as .png or .json.")] = None,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Reconstruct images with a CoopFlow model (sec. 4.4.3) and print the per-pixel MSE (Table 4.2)."""
+    import torch
+
+    from ebmkit import viz
+    from ebmkit.methods import load_model
+    from ebmkit.train import setup_ranks
+
+    _check_outputs(out_path, out_dir)
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, supported=("coopflow",), command="reconstruct")
+    x = _image_inputs(method, model, images, limit, dev)
+    gen = torch.Generator(dev).manual_seed(seed)
+    tic = time.time()
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("reconstructing", total=len(x))
+        done = method.batched_infer(x, None, batch_size, steps=infer_steps, lr=lr, generator=gen,
+                                    progress=lambda n: bar.advance(task, n))
+    seconds = time.time() - tic
+    mse_curve = done.curve.mean(0).tolist()  # per-pixel MSE in model space [-1, 1], mean over images
+    show = slice(0, 16)
+    rows = torch.stack([done.x_hat[show], done.x[show], x[show]], 1).flatten(0, 1).cpu()
+    written = _write_images(rows, out_path, None, nrow=3, npz=done.x.cpu())
+    if out_dir is not None:
+        viz.save_images(done.x.cpu(), out_dir)
+        written.append(str(out_dir))
+    if curve is not None:
+        if curve.suffix == ".json":
+            curve.write_text(json.dumps({"mse_per_step": mse_curve}))
+        else:
+            viz.save_curves(list(range(len(mse_curve))), {"MSE per pixel": mse_curve}, curve, "gradient step")
+        written.append(str(curve))
+    report = {"model": str(model), "step": step, "mode": method.preset.train.mode, "images": len(x),
+              "infer_steps": infer_steps, "mse": mse_curve[-1], "mse_start": mse_curve[0],
+              "seconds": round(seconds, 3), "written": written}
+    if as_json:
+        print(json.dumps(report))
+    else:
+        out.print(f"MSE per pixel {mse_curve[-1]:.5f} (start {mse_curve[0]:.5f}) over {len(x)} images, "
+                  f"{infer_steps} steps, {seconds:.1f} s -> {', '.join(written)}")
+
+
+@app.command()
+def interpolate(
+    model: Annotated[Path, typer.Option(help="CoopFlow model file.")],
+    a: Annotated[str, typer.Option(help="First image: an image file (or the first image of a folder, .npz or built-in set).")],
+    b: Annotated[str, typer.Option(help="Second image, the same way.")],
+    steps: Annotated[int, typer.Option(min=1, help="Intervals between the two latents (steps + 1 decoded images).")] = 8,
+    infer_steps: InferStepsOpt = 200,
+    lr: InferLrOpt = 0.05,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png row (a, decoded images, b, as Fig. 4.9) or a .npz.")] = None,
+    out_dir: OutDirOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Interpolate between two images in CoopFlow's latent space z (sec. 4.4.4)."""
+    import torch
+
+    from ebmkit.methods import load_model
+    from ebmkit.train import setup_ranks
+
+    _check_outputs(out_path, out_dir)
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, command="interpolate")
+    if method.name != "coopflow":
+        raise EbmkitError(f"{model} is a {method.name} model: its samples are not a function of one latent "
+                          f"(fresh noise enters at every level), so there is no latent to infer from --a/--b; "
+                          f"interpolate supports coopflow models")
+    ends = [_image_inputs(method, model, spec, 1, dev) for spec in (a, b)]
+    x = torch.cat(ends)
+    done = method.infer(x, steps=infer_steps, lr=lr, generator=torch.Generator(dev).manual_seed(seed))
+    t = torch.linspace(0, 1, steps + 1, device=dev).view(-1, *[1] * len(method.shape))
+    z = (1 - t) * done.z[:1] + t * done.z[1:]                         # linear in z, as the authors do
+    row = torch.cat([x[:1], method.decode(z), x[1:]]).cpu()
+    written = _write_images(row, out_path, out_dir, nrow=len(row))
+    report = {"model": str(model), "step": step, "steps": steps, "mse_ends": done.curve[:, -1].tolist(),
+              "written": written}
+    print(json.dumps(report)) if as_json else err.print(f"{steps + 1} interpolated images -> {', '.join(written)}")
 
 
 def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:

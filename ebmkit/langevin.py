@@ -9,6 +9,10 @@ sample), a the anchor with precision p = 1/sigma^2 of the recovery likelihood (E
 noise weight (0 disables noise). Optional extras, in this order: clamp the drift, clamp x, reset
 observed pixels (inpainting), any other projection, record the trajectory.
 
+`differentiable=True` keeps the graph through every step (second-order autograd, plain-torch update),
+so a loss on the result can be differentiated with respect to x0: the Langevin flow read as a
+generator's residual network (CoopFlow reconstruction, sec. 4.4.3).
+
 The update itself is ebmkit.kernels.langevin_update: a fused Triton kernel on CUDA, plain torch
 elsewhere (EBMKIT_KERNELS=torch forces it). The loop has no Python loop over samples and no
 host-device synchronisation.
@@ -19,14 +23,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ebmkit.kernels import backend, langevin_update
+from ebmkit.kernels import backend, langevin_update, torch_ref
 
 Tensor = torch.Tensor
 
 
 @dataclass
 class LangevinResult:
-    x: Tensor                        # final sample, detached
+    x: Tensor                        # final sample, detached unless the run was differentiable
     trajectory: Tensor | None = None  # (steps + 1, *x.shape) when recorded, starting with x0
 
 
@@ -45,6 +49,7 @@ def langevin(
     project: Callable[[Tensor, int], Tensor] | None = None,
     record: bool = False,
     generator: torch.Generator | None = None,
+    differentiable: bool = False,
 ) -> LangevinResult:
     """Run `steps` Langevin steps from x0 on the log density f (`log_density(x) -> (B,)`).
 
@@ -53,18 +58,22 @@ def langevin(
     """
     obs, mask = observed if observed is not None else (None, None)
     seed = None
-    if noise_weight != 0.0 and backend(x0) == "triton":  # one Philox seed per chain: a single host sync
+    if noise_weight != 0.0 and not differentiable and backend(x0) == "triton":  # one Philox seed per chain
         device = generator.device if generator is not None else x0.device
         seed = int(torch.randint(2**62, (), generator=generator, device=device))
-    x = x0.detach()
+    kw = dict(step_size=step_size, noise_weight=noise_weight, anchor=anchor, precision=anchor_precision,
+              drift_clamp=drift_clamp, clamp=clamp, mask=mask, observed=obs, generator=generator)
+    x = x0 if differentiable and x0.requires_grad else x0.detach()
     trajectory = [x] if record else None
     for k in range(steps):
         with torch.enable_grad():
-            x = x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(log_density(x).sum(), x)
-        x = langevin_update(x.detach(), grad, step_size=step_size, noise_weight=noise_weight, anchor=anchor,
-                            precision=anchor_precision, drift_clamp=drift_clamp, clamp=clamp, mask=mask,
-                            observed=obs, seed=seed, step=k, generator=generator)
+            if not x.requires_grad:
+                x = x.requires_grad_(True)
+            (grad,) = torch.autograd.grad(log_density(x).sum(), x, create_graph=differentiable)
+            if differentiable:
+                x = torch_ref.langevin_update(x, grad, **kw)
+        if not differentiable:
+            x = langevin_update(x.detach(), grad, **kw, seed=seed, step=k)
         if project is not None:
             x = project(x, k)
         if record:

@@ -159,7 +159,8 @@ class Trainer:
         self.batches = ShardedBatches(len(self.data), t.batch_size // ranks.world, t.seed, ranks.rank, ranks.world)
         self.optimizers = make_optimizers(self.method)
         self.specs = self.method.optim_specs()
-        self.train_nets = {k: DDP(v) if ranks.world > 1 else v for k, v in self.method.nets.items()}
+        self.train_nets = {k: DDP(v, find_unused_parameters=k in self.method.partly_used) if ranks.world > 1 else v
+                           for k, v in self.method.nets.items()}
         if ranks.world > 1:  # DDP gave every rank rank 0's initial weights; so must the EMA copies
             self.method.ema.load_state_dict(self.method.nets.state_dict())
         self.step, self.lr_scale, self.rollbacks, self.energy_scale = 0, 1.0, 0, None

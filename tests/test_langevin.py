@@ -84,3 +84,18 @@ def test_gradients_do_not_leak_to_parameters():
     w = torch.nn.Parameter(torch.tensor(2.0))
     x = langevin(lambda x: -(w * x**2).sum(1), torch.ones(4, 3), step_size=0.1, steps=3).x
     assert w.grad is None and not x.requires_grad
+
+
+def test_differentiable_chain_has_the_closed_form_jacobian():
+    """Noiseless steps on f = -c/2 |x|^2 map x0 to (1 - s^2 c / 2)^K x0: the gradient through the chain
+    with respect to x0 is that factor, and the values equal the engine's ordinary (detached) run."""
+    c, s, k = 1.5, 0.3, 5
+    x0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    run = langevin(lambda x: -0.5 * c * x.pow(2).sum(1), x0, step_size=s, steps=k, noise_weight=0.0,
+                   differentiable=True)
+    (grad,) = torch.autograd.grad(run.x.sum(), x0)
+    factor = (1 - s * s * c / 2) ** k
+    assert torch.allclose(grad, torch.full_like(x0, factor))
+    plain = langevin(lambda x: -0.5 * c * x.pow(2).sum(1), x0, step_size=s, steps=k, noise_weight=0.0)
+    assert not plain.x.requires_grad
+    assert torch.allclose(run.x.detach(), plain.x) and torch.allclose(plain.x, factor * x0.detach())

@@ -42,6 +42,7 @@ class OptimSpec:
 class Method:
     name: str = ""
     step: int = 0  # the training iteration, set by the training loop before each train_step
+    partly_used: tuple[str, ...] = ()  # networks some training steps use only in part (DDP must look for it)
 
     def __init__(self, preset, shape: tuple[int, ...], device: torch.device | str = "cpu"):
         self.preset = preset

@@ -21,7 +21,7 @@ Gaussian reference whose chains start from q_0 = N(0, I) (sec. 4.3.3), without a
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import torch
@@ -59,10 +59,21 @@ class Stages:
     num_levels: int
 
 
+@dataclass
+class Inference:
+    """What reconstruction infers for a batch (sec. 4.4.3)."""
+
+    x_hat: torch.Tensor   # (B, *shape) the Langevin start x_hat*
+    x: torch.Tensor       # (B, *shape) the reconstruction F(x_hat*)
+    z: torch.Tensor       # (B, *shape) the latent g^{-1}(x_hat*)
+    curve: torch.Tensor   # (B, steps + 1) per-pixel MSE on the observed pixels, before each step and at the end
+
+
 class CoopFlow(Method):
     name = "coopflow"
     train_size: int | None = None  # examples in the training set, for the epochs of Eq. 4.14
     flow_ready: bool = False       # the flow's ActNorms have their data-dependent initialisation
+    partly_used = ("flow",)        # step 7 fits x_tilde without the dequantizer that data steps train
 
     def __init__(self, preset, shape, device="cpu"):
         super().__init__(preset, shape, device)
@@ -172,10 +183,10 @@ class CoopFlow(Method):
         flow.train(was_training)
         return x_hat
 
-    def flow_nll(self, flow: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def flow_nll(self, flow: nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
         """(B,) -log q_alpha(x) in nats, Eq. 4.5: log q_0(g^{-1}(x)) + log |det d g^{-1}(x) / dx|.
-        Runs the flow's forward (through DDP when wrapped)."""
-        z, logdet = flow(x)
+        Runs the flow's forward, through DDP when wrapped, so its gradients are averaged across ranks."""
+        z, logdet = flow(x, **kw)
         return -(standard_normal_logprob(z) + logdet)
 
     def data_nll(self, flow: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -183,8 +194,7 @@ class CoopFlow(Method):
         (Flow++ variational dequantisation), so the figure bounds -log P(x) of the discrete pixels."""
         if x.dim() == 2:
             return self.flow_nll(flow, x)
-        module = flow.module if isinstance(flow, nn.parallel.DistributedDataParallel) else flow
-        return module.nll_bits_per_dim(x, generator) * x[0].numel() * math.log(2)
+        return self.flow_nll(flow, x, dequantize=True, generator=generator)
 
     @torch.no_grad()
     def initialize_flow(self, x: torch.Tensor) -> None:
@@ -244,6 +254,75 @@ class CoopFlow(Method):
         if "ebm" not in nets:
             return [x_hat]
         return [x_hat, self.langevin_flow(nets["ebm"], x_hat, training=False, steps=steps, generator=generator)]
+
+    # ------------------------------------------------------------------------------ latent-variable tasks
+    # CoopFlow as a generator z ~ q_0, x_hat = g_alpha(z), x = F_theta(x_hat) (sec. 4.4.3).
+    def generate(self, x_hat: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
+        """F_theta(x_hat): the noiseless T-step Langevin flow from the EMA EBM, read as a residual network
+        (sec. 4.4.3), at the training step size and without clamps, as the authors' reconstruction code
+        runs it; the identity in mode "flow"."""
+        if "ebm" not in self.ema:
+            return x_hat
+        lg, ebm = self.preset.langevin, self.ema["ebm"]
+        return langevin(lambda x: self.ebm_log_density(ebm, x), x_hat, step_size=lg.step_size, steps=lg.steps,
+                        noise_weight=0.0, differentiable=differentiable).x
+
+    def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, steps: int = 200, lr: float = 0.05,
+              generator: torch.Generator | None = None, progress=None) -> "Inference":
+        """Reconstruction (sec. 4.4.3): x_hat* = argmin ||M * (x - F(x_hat))||^2 by `steps` steps of gradient
+        descent at rate lr from x_hat_0 = g(z), z ~ q_0 (mode "langevin": x_hat_0 = z), then
+        z* = g^{-1}(x_hat*). mask (broadcastable to x, 1 = observed) restricts the loss (inpainting).
+        With a flow, x_hat stays in the data range [-1, 1] (authors' code). progress(n): n examples' worth done."""
+        self.ema.eval()
+        m = torch.ones_like(x[:1, :1]) if mask is None else mask.to(x)
+        m = m.expand_as(x)
+        x_hat, curve = self.propose(self.ema, len(x), generator), []
+        for _ in range(steps + 1):
+            with torch.enable_grad():
+                x_hat = x_hat.detach().requires_grad_(True)
+                out = self.generate(x_hat, differentiable=True)
+                err = (m * (x - out) ** 2).flatten(1).sum(1)  # (B,)
+                (grad,) = torch.autograd.grad(err.sum(), x_hat)
+            curve.append(err.detach() / m.flatten(1).sum(1).clamp(min=1))
+            if len(curve) > steps:
+                break
+            x_hat = x_hat.detach() - lr * grad
+            if "flow" in self.ema:
+                x_hat = x_hat.clamp(-1.0, 1.0)
+            if progress is not None:  # counted in examples
+                progress(len(x) / steps)
+        x_hat = x_hat.detach()
+        return Inference(x_hat, out.detach(), self.encode(x_hat), torch.stack(curve, 1))
+
+    @torch.no_grad()
+    def encode(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """z = g_alpha^{-1}(x_hat) (the flow's forward); x_hat itself in mode "langevin"."""
+        return self.ema["flow"](x_hat)[0] if "flow" in self.ema else x_hat
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """x = F_theta(g_alpha(z)): the flow's inverse, then the Langevin flow of `generate`."""
+        x_hat = self.ema["flow"].inverse(z) if "flow" in self.ema else z
+        return self.generate(x_hat.detach())
+
+    def batched_infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, batch_size: int = 100,
+                      **kw) -> "Inference":
+        """`infer` over batches of at most batch_size examples (mask: one per example, or one for all)."""
+        parts = []
+        for i in range(0, len(x), batch_size):
+            part_mask = None if mask is None else mask if len(mask) == 1 else mask[i:i + batch_size]
+            parts.append(self.infer(x[i:i + batch_size], part_mask, **kw))
+        return Inference(*(torch.cat(t) for t in zip(*(astuple(p) for p in parts))))
+
+    def inpaint(self, images: torch.Tensor, mask: torch.Tensor, num: int, generator: torch.Generator | None = None,
+                batch_size: int = 100, progress=None, infer_steps: int = 200, lr: float = 0.05) -> torch.Tensor:
+        """`num` completions F(x_hat*) of each image (N, C, H, W), from `num` different flow initialisations,
+        with the loss on the observed pixels (mask 1) only (sec. 4.4.3). Returns (N, num, C, H, W); the
+        observed pixels are close to, not equal to, the observation."""
+        n = len(images)
+        x = images.repeat_interleave(num, 0)
+        m = mask.expand(n, *mask.shape[1:]).repeat_interleave(num, 0)
+        done = self.batched_infer(x, m, batch_size, steps=infer_steps, lr=lr, generator=generator, progress=progress)
+        return done.x.reshape(n, num, *self.shape)
 
     # ------------------------------------------------------------------------------ pictures
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:

@@ -115,8 +115,18 @@ class FlowPP(NormalPriorFlow):
         self.dequantizer = (VariationalDequantizer(in_channels, num_channels, num_dequant_blocks, num_components,
                                                    num_heads, dropout) if use_dequant else None)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) in [-1, 1] -> z (B, C, H, W), logdet (B,) = log|det dz/dx|."""
+    def forward(self, x: torch.Tensor, dequantize: bool = False,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) in [-1, 1] -> z (B, C, H, W), logdet (B,) = log|det dz/dx|.
+
+        dequantize=True reads x as 8-bit data in model space (see nll_bits_per_dim) and maps its dequantised
+        version instead; logdet then also holds -log q(u | v) and the rescaling, so that
+        -(log N(z) + logdet) is the dequantised negative log-likelihood in nats. Training goes through here
+        (not a separate method) so that DDP sees the forward pass and averages the gradients."""
+        if dequantize:
+            w, extra = self._dequantize(x, generator)
+            z, logdet = self(w)
+            return z, logdet + extra
         bx = self.bound * x
         h = 2 * torch.atanh(bx)  # logit((1 + bound x) / 2)
         logdet = (math.log(2 * self.bound) - torch.log1p(-bx * bx)).flatten(1).sum(1)
@@ -147,6 +157,17 @@ class FlowPP(NormalPriorFlow):
                 h = unsqueeze(torch.cat([h, factored.pop()], dim=1) if self.factor_out else h)
         return torch.tanh(0.5 * h) / self.bound
 
+    def _dequantize(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """8-bit x = v / 127.5 - 1 -> (w / 128 - 1 in [-1, 1), (B,) -log q(u | v) - D log 128) with
+        w = v + u, u from q(u | v) (use_dequant) or uniform: one draw per image, with `generator`."""
+        v = torch.round((x + 1) * 127.5)  # (B, C, H, W) pixel values
+        if self.dequantizer is not None:
+            u, log_q = self.dequantizer(x, generator)
+        else:
+            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            log_q = torch.zeros_like(x[:, 0, 0, 0])
+        return (v + u) / 128 - 1, -log_q - x[0].numel() * math.log(128)
+
     def nll_bits_per_dim(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B,) dequantised negative log-likelihood, in bits per dimension, of 8-bit data in model space.
 
@@ -155,12 +176,5 @@ class FlowPP(NormalPriorFlow):
         log p(w) = log p_flow(w / 128 - 1) - D log 128, and -log P(v) <= E_q[log q(u | v) - log p(w)].
         One sample of u (drawn with `generator`) per image; the figure is comparable to the literature's.
         """
-        v = torch.round((x + 1) * 127.5)  # (B, C, H, W) pixel values
-        dim = x[0].numel()
-        if self.dequantizer is not None:
-            u, log_q = self.dequantizer(x, generator)
-        else:
-            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            log_q = torch.zeros_like(x[:, 0, 0, 0])
-        log_p = self.log_prob((v + u) / 128 - 1) - dim * math.log(128)
-        return (log_q - log_p) / (dim * math.log(2))
+        z, logdet = self(x, dequantize=True, generator=generator)
+        return -(standard_normal_logprob(z) + logdet) / (x[0].numel() * math.log(2))
