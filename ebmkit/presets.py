@@ -163,6 +163,8 @@ class CDRLSampler(Strict):
     noise_weight: Annotated[float, Field(ge=0)] = 1.0
     tweedie_coef: Annotated[float, Field(ge=0)] = 2.0   # gradient factor of the final Eq. 5.16 step; 0 skips it
     init_noise: bool = True                        # initializer proposals carry sigma-tilde noise (Eq. 5.4)
+    envelope: PositiveFloat | None = None          # k: keep x_t within +-(abar_t + k sbar_t), where noised data
+                                                   # in [-1, 1] lies (a guard; unset in the thesis settings)
 
 
 class CDRLTrain(Strict):
@@ -337,8 +339,120 @@ class CoopFlowPreset(Strict):
         return Conditioning()
 
 
-SCHEMAS: dict[str, type[BaseModel]] = {"cdrl": CDRLPreset, "coopflow": CoopFlowPreset}
-Preset = CDRLPreset | CoopFlowPreset  # the union of all method schemas
+# ---------------------------------------------------------------------------- NeRF-LEBM (ch. 3)
+class SceneData(DataConfig):
+    views: PositiveInt = 1                # images per object (sec. 3.5.1: 1 for Carla, several for ShapeNet)
+    masked: bool = False                  # incomplete observations: a hidden region per image (sec. 3.5.7)
+    num_objects: PositiveInt | None = None  # training objects (unset: the data set's default)
+
+
+class NeRFConfig(Strict):
+    """The generator: Fig. 3.1 ("nerf", known poses) or Fig. 3.2 ("film", unknown poses)."""
+
+    arch: Literal["nerf", "film"] = "nerf"
+    width: PositiveInt = 256               # trunk width (sec. 3.5.2.1)
+    depth: PositiveInt = 8                 # trunk layers (8 for "nerf", 4 FiLM-ed layers for "film")
+    skip: NonNegativeInt = 4               # the input joins again at this layer ("nerf")
+    freqs_xyz: NonNegativeInt = 10         # positional encoding (implementation notes)
+    freqs_dir: NonNegativeInt = 4
+    map_hidden: PositiveInt = 256          # mapping MLPs 128 -> 256 -> 256 -> 256 -> 128
+    map_out: PositiveInt = 128
+
+
+class RenderConfig(Strict):
+    """Eq. 3.1 with the camera of the implementation notes."""
+
+    num_samples: PositiveInt = 64          # stratified samples per ray, linear in depth
+    rays_per_image: PositiveInt = 800      # random rays per training image (authors: N_rand 1600 for 2 images)
+    white_background: bool = True
+    elevation: tuple[float, float] = (10.0, 40.0)  # degrees: generation draws poses uniformly in this band
+
+
+class LatentPrior(Strict):
+    """One latent EBM prior (Table 3.1, 3.2); "gaussian" is the baseline of Table 3.4 (no network)."""
+
+    kind: Literal["ebm", "gaussian"] = "ebm"
+    size: Literal["small", "large"] = "large"  # Table 3.1: 2 or 4 swish layers
+    hidden: PositiveInt = 256                   # C of Table 3.1 (Table 3.2)
+
+
+class NeRFLatents(Strict):
+    """z_s and z_a with EBM priors tilting a reference q_0 (Eq. 3.4, 3.5), sampled by Eq. 3.10-3.13."""
+
+    dim: PositiveInt = 128                      # Table 3.2
+    reference: Literal["gaussian", "uniform"] = "gaussian"  # q_0 (Table 3.3)
+    sigma: PositiveFloat = 1.0                  # of q_0 = N(0, sigma^2 I); with "uniform" only the start
+    shape: LatentPrior = LatentPrior()
+    appearance: LatentPrior = LatentPrior()
+    prior_steps: NonNegativeInt = 60            # K- (Table 3.3)
+    prior_step_size: PositiveFloat = 0.5        # delta- (Table 3.3)
+    prior_noise: Annotated[float, Field(ge=0)] = 1.0  # MCMC noise weight (Table 3.3)
+    prior_samples: PositiveInt = 50             # prior chains per update (authors' code)
+
+
+class NeRFInference(Strict):
+    """Posterior inference: "mcmc" (Algorithm 1, chains from q_0 every iteration), "persistent" (one chain
+    per training object carried across iterations, updated by Adam: the ShapeNet setting of Table 3.3),
+    "amortized" (Algorithm 2, an encoder)."""
+
+    kind: Literal["mcmc", "persistent", "amortized"] = "mcmc"
+    steps: NonNegativeInt = 60                  # K+ (Table 3.3)
+    step_size: PositiveFloat = 0.1              # delta+ (Table 3.3; the Adam rate with "persistent")
+    noise: bool = False                         # sec. 3.5.3: no noise in posterior Langevin
+    sigma_eps: PositiveFloat = 0.05             # observation noise of Eq. 3.3 (sec. 3.5.3)
+    poses: Literal["known", "unknown"] = "known"  # unknown: vMF posteriors on the angles (sec. 3.4.4)
+    test_steps: PositiveInt = 600               # MCMC steps to infer an unseen object (sec. 3.5.6)
+
+
+class NeRFTrain(Strict):
+    batch_size: PositiveInt                     # objects per iteration (Table 3.3)
+    iterations: PositiveInt
+    lr_gen: PositiveFloat = 1e-4                # eta_theta (Table 3.3)
+    lr_prior: PositiveFloat = 2e-5              # eta_alpha
+    lr_encoder: PositiveFloat = 3e-5            # eta_phi: feature extractor and pose head (sec. 3.5.2.3)
+    lr_heads: PositiveFloat = 5e-6              # the z_a and z_s heads (sec. 3.5.2.3)
+    betas: tuple[Unit, Unit] = (0.9, 0.999)     # sec. 3.5.3
+    prior_start: NonNegativeInt = 0             # EBM priors update from this iteration on (authors: 2000)
+    ramp: NonNegativeInt = 0                    # K+ and K- grow linearly from 0 over this many iterations after prior_start
+    grad_clip: PositiveFloat | None = None
+    ema: Unit = 0.0
+    seed: int = 0
+    log_every: PositiveInt = 100
+    sample_every: PositiveInt = 5000
+    ckpt_every: PositiveInt = 5000
+    num_preview: PositiveInt = 16
+    eval_every: NonNegativeInt = 0
+    eval_num: Annotated[int, Field(ge=10)] = 1000
+
+
+class NeRFLEBMPreset(Strict):
+    method: Literal["nerf_lebm"]
+    name: str
+    description: str = ""
+    data: SceneData
+    generator: NeRFConfig = NeRFConfig()
+    render: RenderConfig = RenderConfig()
+    latents: NeRFLatents = NeRFLatents()
+    inference: NeRFInference = NeRFInference()
+    train: NeRFTrain
+    guard: Guard = Guard()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.inference.poses == "unknown" and self.inference.kind != "amortized":
+            raise ValueError("inference.poses = 'unknown' needs inference.kind = 'amortized' (sec. 3.4.4)")
+        if self.generator.arch == "nerf" and self.generator.skip >= self.generator.depth:
+            raise ValueError(f"generator.skip {self.generator.skip} must be below generator.depth {self.generator.depth}")
+        return self
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """NeRF-LEBM models are unconditional."""
+        return Conditioning()
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"cdrl": CDRLPreset, "coopflow": CoopFlowPreset, "nerf_lebm": NeRFLEBMPreset}
+Preset = CDRLPreset | CoopFlowPreset | NeRFLEBMPreset  # the union of all method schemas
 
 
 # ---------------------------------------------------------------------------- loading

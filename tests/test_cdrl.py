@@ -43,6 +43,17 @@ def test_refine_is_eq_5_3_with_f_over_s2(cdrl):
     assert torch.allclose(s**2 / 2 * grad_f, -0.3 * (y0 - 0.5), atol=1e-6)
 
 
+def test_envelope_keeps_chains_where_noised_data_lives():
+    torch.manual_seed(0)
+    m = build_method(load_preset("cdrl-checkerboard", TINY + ["sampler.envelope=2.0"]), (2,))
+    lv, t = m.levels, torch.tensor([0, 2, 4])
+    far = torch.full((3, 2), 50.0)                     # a runaway proposal
+    out = m.refine(Quadratic(m=50.0), far, far, t, None, steps=2, generator=torch.Generator().manual_seed(1))
+    bound = (lv.y_scale[t] * (lv.alpha_bar[t] + 2.0 * lv.sigma_bar[t]))[:, None]
+    assert torch.allclose(out, bound.expand(3, 2))     # clamped to +-y_scale (abar + k sbar), per level
+    assert m.envelope(t) is not None and build_method(load_preset("cdrl-checkerboard", TINY), (2,)).envelope(t) is None
+
+
 def test_tweedie_is_eq_5_16(cdrl):
     cdrl.preset.sampler.tweedie_coef = 2.0
     lv, x = cdrl.levels, torch.randn(4, 2)

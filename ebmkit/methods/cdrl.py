@@ -131,7 +131,17 @@ class CDRL(Method):
         return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
                         noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
                         anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator,
-                        observed=observed).x
+                        observed=observed, project=self.envelope(t)).x
+
+    def envelope(self, t: torch.Tensor):
+        """With sampler.envelope = k, a projection keeping y_t within y_scale_t (abar_t + k sbar_t) per
+        sample: chains that leave the region where noised data lives cannot drag the EBM after them."""
+        k = self.preset.sampler.envelope
+        if k is None:
+            return None
+        lv = self.levels
+        bound = lv.y_scale[t] * (lv.alpha_bar[t] + k * lv.sigma_bar[t])  # (B,)
+        return lambda y, step: y.clamp(-per_sample(bound, y), per_sample(bound, y))
 
     def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
                 generator: torch.Generator | None = None, guide: "Guide | None" = None) -> tuple[torch.Tensor, torch.Tensor]:

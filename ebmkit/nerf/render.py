@@ -1,0 +1,100 @@
+"""Volume rendering of NeRF-LEBM (thesis sec. 3.3.1, Eq. 3.1), for any radiance field.
+
+Conventions
+- A ray is x(t) = o + t d with a unit direction d, so depth t is the distance from the camera centre and
+  delta_i = t_{i+1} - t_i = ||x_{i+1} - x_i|| as in Eq. 3.1.
+- Depths are linear in depth between `near` and `far` (7.5 and 12.5 for the cameras of camera.py). The
+  interval is cut into N equal bins; training draws one uniform depth per bin (stratified sampling, as
+  NeRF does), evaluation takes the bin centres.
+- Last interval: delta_N = far - t_N, so sample i stands for the slab [t_i, t_{i+1}) and the last one for
+  [t_N, far]: the sum in Eq. 3.1 is a quadrature of the volume-rendering integral over [t_1, far], and
+  light that is not absorbed before `far` shows the background. (NeRF's delta_N = 1e10 would make any
+  positive density at the last sample opaque and hide the background behind a softplus density.)
+- Background: a colour (a float, 0 black and 1 white, or a tensor broadcastable to (..., 3)) seen with
+  probability 1 - opacity; the expected depth also puts that probability at `far`, so it is finite for
+  empty rays and its inverse gives an inverse-depth (disparity) map.
+- Colours are in [0, 1] (thesis ch. 3 renders in [0, 1]); densities are >= 0.
+"""
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from ebmkit.nerf.camera import FAR, NEAR
+
+# field(points (..., 3), unit view directions (..., 3)) -> (sigma (...) >= 0, rgb (..., 3) in [0, 1])
+Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Rendered(NamedTuple):
+    rgb: torch.Tensor      # (..., 3) pixel colours C(r) of Eq. 3.1, background added
+    opacity: torch.Tensor  # (...) accumulated opacity 1 - T_{N+1} = sum_i w_i
+    depth: torch.Tensor    # (...) expected termination depth, background at `far`
+    weights: torch.Tensor  # (..., N) w_i = T_i (1 - exp(-sigma_i delta_i))
+
+
+def sample_depths(shape: tuple[int, ...], num_samples: int, near: float = NEAR, far: float = FAR,
+                  stratified: bool = False, generator: torch.Generator | None = None,
+                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+    """Depths (*shape, N), increasing along the last axis, one per bin of [near, far] cut into N equal bins:
+    a uniform draw in each bin if `stratified` (training), the bin centres otherwise (evaluation)."""
+    width = (far - near) / num_samples
+    lower = near + width * torch.arange(num_samples, dtype=dtype, device=device)          # (N,) bin starts
+    if stratified:
+        offset = torch.rand(*shape, num_samples, generator=generator, dtype=dtype, device=device)
+    else:
+        offset = torch.full((*shape, num_samples), 0.5, dtype=dtype, device=device)
+    return lower + width * offset                                                         # (*shape, N)
+
+
+def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, far: float = FAR,
+              background: float | torch.Tensor = 0.0) -> Rendered:
+    """Eq. 3.1: C(r) = sum_i T_i (1 - exp(-sigma_i delta_i)) c_i, T_i = exp(-sum_{j<i} sigma_j delta_j).
+    sigma (..., N) >= 0, rgb (..., N, 3), t (..., N) increasing with t_N <= far."""
+    delta = torch.cat([t[..., 1:] - t[..., :-1], far - t[..., -1:]], -1)                   # (..., N)
+    tau = sigma * delta                                                                   # (..., N) optical depths
+    # T_i = exp(-sum_{j<i} tau_j), an exclusive cumulative sum (no cumprod of 1 - alpha: exact at large tau)
+    before = torch.cat([torch.zeros_like(tau[..., :1]), tau[..., :-1]], -1).cumsum(-1)     # (..., N)
+    weights = torch.exp(-before) * -torch.expm1(-tau)                                     # (..., N)
+    opacity = -torch.expm1(-tau.sum(-1))                                                  # (...) 1 - T_{N+1}
+    colour = (weights[..., None] * rgb).sum(-2) + (1 - opacity[..., None]) * background   # (..., 3)
+    depth = (weights * t).sum(-1) + (1 - opacity) * far                                   # (...)
+    return Rendered(colour, opacity, depth, weights)
+
+
+def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor, num_samples: int,
+                near: float = NEAR, far: float = FAR, stratified: bool = False,
+                generator: torch.Generator | None = None, chunk: int | None = None,
+                background: float | torch.Tensor = 0.0) -> Rendered:
+    """Render rays x(t) = o + t d: origins (..., 3) broadcast against unit directions (..., R, 3).
+
+    The field sees points (..., r, N, 3) and directions (..., r, N, 3) with the leading axes kept, so a
+    closure can broadcast per-image latents (B, 1, 1, D) over them. `chunk` splits the ray axis R (dim -2
+    of `directions`) into pieces of at most `chunk` rays to bound memory; depths are drawn once for all
+    rays, so the result does not depend on `chunk`."""
+    origins, directions = torch.broadcast_tensors(origins, directions)                   # (..., R, 3)
+    t = sample_depths(directions.shape[:-1], num_samples, near, far, stratified, generator,
+                      directions.dtype, directions.device)                                # (..., R, N)
+    step = chunk or directions.shape[-2]
+    pieces = [_render_piece(field, origins[..., s:s + step, :], directions[..., s:s + step, :], t[..., s:s + step, :],
+                            far, background) for s in range(0, directions.shape[-2], step)]
+    # rgb (..., r, 3) and weights (..., r, N) join along dim -2, opacity and depth (..., r) along dim -1
+    return Rendered(*(torch.cat(parts, dim) for parts, dim in zip(zip(*pieces), (-2, -1, -1, -2))))
+
+
+def _render_piece(field: Field, o: torch.Tensor, d: torch.Tensor, t: torch.Tensor, far: float,
+                  background: float | torch.Tensor) -> Rendered:
+    """o, d (..., r, 3), t (..., r, N) -> Rendered of rays (..., r)."""
+    points = o[..., None, :] + t[..., None] * d[..., None, :]                            # (..., r, N, 3)
+    sigma, rgb = field(points, d[..., None, :].expand_as(points))                         # (..., r, N), (..., r, N, 3)
+    return composite(sigma, rgb, t, far, background)
+
+
+def ray_subset(batch: int, num_pixels: int, num_rays: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Indices (B, K) of K distinct pixels per image, drawn uniformly (the authors' N_rand rays per image).
+    Gather rays and targets of flattened images (B, P, C) with torch.take_along_dim(x, idx[..., None], 1)."""
+    if not 0 < num_rays <= num_pixels:
+        raise ValueError(f"num_rays must be in [1, {num_pixels}] (pixels per image), got {num_rays}")
+    scores = torch.rand(batch, num_pixels, generator=generator, device=device)            # (B, P)
+    return scores.argsort(dim=1)[:, :num_rays]                                            # (B, K)
