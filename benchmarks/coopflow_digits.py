@@ -11,21 +11,13 @@ benchmarks/results/coopflow_digits.json and the figures beside it.
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli import RESULTS, ebmkit
+
 PRESETS = {"CoopFlow": "coopflow-digits", "normalizing flow alone": "coopflow-digits-flow",
            "Langevin flow alone": "coopflow-digits-langevin"}
-RESULTS = Path(__file__).parent / "results"
-
-
-def ebmkit(*args) -> str:
-    proc = subprocess.run([sys.executable, "-m", "ebmkit", *map(str, args)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"ebmkit {' '.join(map(str, args))} failed: {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def main() -> None:

@@ -123,6 +123,8 @@ def sample(
     classes: Annotated[list[str], typer.Option("--class", help="Class (number or name) of a class-conditional model; repeatable, or 'all'. Rows of the grid follow the classes.")] = [],
     batch_size: BatchOpt = 256,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights.")] = True,
+    grid: Annotated[Optional[str], typer.Option(help="NeRF-LEBM: shape-appearance (rows vary z_s, columns z_a) or pose (rows objects, columns a turn of azimuth), as Fig. 3.4; a sqrt(num) x sqrt(num) grid.")] = None,
+    depth: Annotated[bool, typer.Option("--depth", help="NeRF-LEBM: also write inverse-depth maps (NAME_depth.png beside --out).")] = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
@@ -140,6 +142,10 @@ def sample(
     is_points = len(method.shape) == 1
     if out_dir is not None and is_points:
         raise EbmkitError("--out-dir writes images; this model draws 2-D points (use --out .png or .npz)")
+    if method.name == "nerf_lebm":
+        return _sample_scenes(method, model, step, num, out_path, out_dir, seed, grid, depth, ema, as_json)
+    if grid is not None or depth:
+        raise EbmkitError("--grid and --depth are for NeRF-LEBM models")
     steps = _steps(steps, no_langevin)
     labels, nrow, guided = None, None, {}
     if classes or guidance is not None:
@@ -181,6 +187,33 @@ def sample(
         print(json.dumps(report))
     else:
         err.print(f"{num} samples in {seconds:.1f} s -> {', '.join(written)}")
+
+
+def _sample_scenes(method, model: Path, step: int, num: int, out_path, out_dir, seed: int, grid, depth: bool,
+                   ema: bool, as_json: bool) -> None:
+    """`sample` for NeRF-LEBM: random objects at random poses, or the grids of Fig. 3.4, with depth maps."""
+    import math
+
+    import torch
+
+    from ebmkit import viz
+
+    gen = torch.Generator(method.device).manual_seed(seed)
+    tic = time.time()
+    if grid is None and not depth:
+        x, inv, nrow = method.sample(num, gen, use_ema=ema), None, None
+    else:
+        nrow = math.isqrt(num - 1) + 1
+        x, inv = method.grid(grid or "random", nrow, nrow, gen, use_ema=ema)
+        x, inv = 2 * x.cpu() - 1, 2 * inv.cpu() - 1
+    written = _write_images(x, out_path, out_dir, nrow)
+    if depth and inv is not None and out_path is not None and out_path.suffix == ".png":
+        depth_path = out_path.with_name(out_path.stem + "_depth.png")
+        viz.save_grid(inv, depth_path, nrow)
+        written.append(str(depth_path))
+    report = {"model": str(model), "step": step, "num": len(x), "grid": grid, "seconds": round(time.time() - tic, 3),
+              "written": written}
+    print(json.dumps(report)) if as_json else err.print(f"{len(x)} images in {report['seconds']:.1f} s -> {', '.join(written)}")
 
 
 def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
@@ -413,6 +446,98 @@ def interpolate(
     report = {"model": str(model), "step": step, "steps": steps, "mse_ends": done.curve[:, -1].tolist(),
               "written": written}
     print(json.dumps(report)) if as_json else err.print(f"{steps + 1} interpolated images -> {', '.join(written)}")
+
+
+# ---------------------------------------------------------------------------- novel-view
+@app.command("novel-view")
+def novel_view(
+    model: Annotated[Path, typer.Option(help="NeRF-LEBM model file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the rendered views (PNG) and a grid.")],
+    views: Annotated[list[str], typer.Option("--views", help="Image files of one object (repeatable, or comma-separated).")] = [],
+    poses: Annotated[Optional[Path], typer.Option(help='JSON: {"views": {FILE: [elevation, azimuth]}, "targets": [[el, az], ...] or {FILE: [el, az]}} in degrees; FILE targets are ground truth for PSNR.')] = None,
+    data: Annotated[Optional[str], typer.Option(help="Instead: a posed built-in set, e.g. scenes:test; each object's first --shots views are given, the rest are scored.")] = None,
+    objects: Annotated[int, typer.Option(min=1, help="With --data: how many objects.")] = 20,
+    shots: Annotated[int, typer.Option(min=1, help="With --data: views given per object.")] = 2,
+    turntable: Annotated[int, typer.Option(min=1, help="Without targets: render this many azimuths at the views' mean elevation.")] = 8,
+    steps: Annotated[Optional[int], typer.Option(min=0, help="Inference steps (default inference.test_steps; sec. 3.5.6 uses 600).")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Infer an unseen object's latents from one or more posed views and render new views (sec. 3.5.6)."""
+    import math
+
+    import torch
+
+    from ebmkit import viz
+    from ebmkit.data.files import fit, load_images
+    from ebmkit.methods import load_model
+    from ebmkit.metrics.novel_view import novel_view_psnr
+    from ebmkit.metrics.psnr import psnr
+    from ebmkit.train import setup_ranks
+
+    dev = setup_ranks(device).device
+    method, step = load_model(model, dev, supported=("nerf_lebm",), command="novel-view")
+    gen = torch.Generator(dev).manual_seed(seed)
+    total = method.preset.inference.test_steps if steps is None else steps
+    report = {"model": str(model), "step": step}
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("inferring latents", total=total)
+        advance = lambda k: bar.advance(task, k)  # noqa: E731
+        if data is not None:
+            from ebmkit.data import load_dataset
+            from ebmkit.data.files import builtin_spec
+
+            spec = builtin_spec(data)
+            if spec is None:
+                raise EbmkitError(f"--data {data}: give a built-in posed set such as scenes:test")
+            posed = load_dataset(spec[0], split=spec[1], image_size=method.shape[-1])
+            result = novel_view_psnr(method, posed, shots, objects, steps, gen, advance)
+            rows = torch.cat([result["images"][:, :shots], result["rendered"][:, shots:], result["images"][:, shots:]], 1)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            viz.save_grid(2 * rows[:8].flatten(0, 1) - 1, out_dir / "novel_views.png", rows.shape[1])
+            report.update({k: v for k, v in result.items() if k not in ("rendered", "images")})
+            report["written"] = [str(out_dir / "novel_views.png")]
+        else:
+            files = [f for item in views for f in item.split(",") if f]
+            if not files or poses is None:
+                raise EbmkitError("give --views FILE(s) with --poses JSON, or --data scenes:test")
+            try:
+                spec = json.loads(poses.read_text())
+                given = [spec["views"][Path(f).name if Path(f).name in spec["views"] else f] for f in files]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+                raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
+            images = torch.stack([fit(load_images(f)[:1], method.shape)[0] for f in files]).float() / 255
+            given_poses = torch.tensor(given, dtype=torch.float32).deg2rad()
+            z = method.infer_objects(images[None], given_poses[None], steps=steps, generator=gen, progress=advance)
+            targets = spec.get("targets")
+            truth = None
+            if isinstance(targets, dict):
+                truth = torch.stack([fit(load_images(poses.parent / f if not Path(f).is_file() else f)[:1], method.shape)[0]
+                                     for f in targets]).float() / 255
+                target_poses = torch.tensor(list(targets.values()), dtype=torch.float32).deg2rad()
+            elif targets:
+                target_poses = torch.tensor(targets, dtype=torch.float32).deg2rad()
+            else:
+                elevation = float(given_poses[:, 0].mean())
+                target_poses = torch.tensor([[elevation, 2 * math.pi * k / turntable] for k in range(turntable)])
+            rendered, inv_depth = method.render_images(z, target_poses[None].to(dev))
+            rendered, inv_depth = rendered[0].cpu(), inv_depth[0].cpu()
+            viz.save_images(2 * rendered - 1, out_dir)
+            viz.save_grid(2 * rendered - 1, out_dir / "views.png", len(rendered))
+            report["written"] = [str(out_dir)]
+            report["poses_deg"] = target_poses.rad2deg().tolist()
+            if truth is not None:
+                report["psnr"] = float(psnr(rendered, truth, peak=1.0).mean())
+    if as_json:
+        print(json.dumps(report))
+    else:
+        scores = f", PSNR {report['psnr']:.2f} dB" if "psnr" in report else ""
+        err.print(f"novel views -> {', '.join(report['written'])}{scores}")
+        if "psnr" in report:
+            out.print(f"PSNR {report['psnr']:.2f} dB on novel views"
+                      + (f" of {report['objects']} objects ({report['shots']} views given; given views "
+                         f"{report['psnr_given_views']:.2f} dB)" if "objects" in report else ""))
 
 
 def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:

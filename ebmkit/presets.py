@@ -341,9 +341,9 @@ class CoopFlowPreset(Strict):
 
 # ---------------------------------------------------------------------------- NeRF-LEBM (ch. 3)
 class SceneData(DataConfig):
-    views: PositiveInt = 1                # images per object (sec. 3.5.1: 1 for Carla, several for ShapeNet)
+    views: PositiveInt | None = None      # images per object (sec. 3.5.1: 1 for Carla, 50 for ShapeNet); unset: the set's default
+    num_objects: PositiveInt | None = None  # training objects (unset: the set's default)
     masked: bool = False                  # incomplete observations: a hidden region per image (sec. 3.5.7)
-    num_objects: PositiveInt | None = None  # training objects (unset: the data set's default)
 
 
 class NeRFConfig(Strict):
@@ -406,6 +406,7 @@ class NeRFInference(Strict):
 
 class NeRFTrain(Strict):
     batch_size: PositiveInt                     # objects per iteration (Table 3.3)
+    views: PositiveInt = 1                      # views of each object per iteration, sharing its latents (Table 3.3)
     iterations: PositiveInt
     lr_gen: PositiveFloat = 1e-4                # eta_theta (Table 3.3)
     lr_prior: PositiveFloat = 2e-5              # eta_alpha

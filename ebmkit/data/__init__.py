@@ -9,7 +9,7 @@ from ebmkit.data.toy2d import sample_toy
 from ebmkit.errors import EbmkitError
 
 TOY_2D: tuple[str, ...] = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
-BUILTIN: tuple[str, ...] = TOY_2D + ("digits", "shapes")
+BUILTIN: tuple[str, ...] = TOY_2D + ("digits", "shapes", "scenes")
 LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
 
 
@@ -35,6 +35,9 @@ class Dataset:
     attribute_names: list[str] | None = None
     attribute_values: list[list[str]] | None = None  # value names per attribute; attributes[:, j] indexes them
     class_names: list[str] | None = None
+    poses: torch.Tensor | None = None      # (N, 2) camera (elevation, azimuth) in radians (3-D scenes)
+    objects: torch.Tensor | None = None    # (N,) the object each image shows (3-D scenes)
+    masks: torch.Tensor | None = None      # (N, 1, H, W) 1 where a pixel is observed (incomplete images)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -62,8 +65,12 @@ def load_dataset(
     num_points: int = 50_000,
     seed: int = 0,
     scale: float = 1.0,
+    views: int | None = None,
+    num_objects: int | None = None,
+    masked: bool = False,
 ) -> Dataset:
-    """Load a data set by name; local sets (LOCAL) read from `path` and never download."""
+    """Load a data set by name; local sets (LOCAL) read from `path` and never download. views,
+    num_objects and masked are for 3-D scenes (their defaults: the split's)."""
     if name in TOY_2D:
         check_split(name, split, ("train", "test"))
         g = torch.Generator().manual_seed(seed + (split == "test"))
@@ -76,6 +83,10 @@ def load_dataset(
         from ebmkit.data.shapes import load_shapes
 
         return load_shapes(split, image_size)
+    if name == "scenes":
+        from ebmkit.data.scenes import load_scenes
+
+        return load_scenes(split, image_size or 32, views, num_objects, masked).to_dataset()
     if name not in LOCAL:
         raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL)}")
 
@@ -91,4 +102,7 @@ def load_dataset(
 
 def from_config(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """The data set a preset's `data` section describes."""
-    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.scale)
+    scene = {k: getattr(cfg, k) for k in ("views", "num_objects", "masked") if hasattr(cfg, k)}
+    if split != "train":  # held-out objects keep their split's own numbers of objects and views
+        scene.pop("views", None), scene.pop("num_objects", None)
+    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.scale, **scene)

@@ -10,8 +10,9 @@ from ebmkit.errors import EbmkitError
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.methods.cdrl import CDRL
 from ebmkit.methods.coopflow import CoopFlow
+from ebmkit.methods.nerf_lebm import NeRFLEBM
 
-METHODS: dict[str, type[Method]] = {"cdrl": CDRL, "coopflow": CoopFlow}
+METHODS: dict[str, type[Method]] = {"cdrl": CDRL, "coopflow": CoopFlow, "nerf_lebm": NeRFLEBM}
 
 __all__ = ["METHODS", "Batch", "Method", "OptimSpec", "build_method", "load_model", "save_model"]
 

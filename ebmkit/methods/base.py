@@ -21,6 +21,9 @@ class Batch:
     x: torch.Tensor                        # (B, *shape) in model space
     labels: torch.Tensor | None = None     # (B,) class ids
     attributes: torch.Tensor | None = None  # (B, A) value indices, columns in the preset's attribute order
+    poses: torch.Tensor | None = None       # (B, V, 2) camera (elevation, azimuth) of V views per object (NeRF-LEBM)
+    masks: torch.Tensor | None = None       # (B, V, 1, H, W) 1 where observed (incomplete images)
+    objects: torch.Tensor | None = None     # (B,) object ids (persistent chains)
 
 
 @dataclass

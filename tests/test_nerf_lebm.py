@@ -1,0 +1,152 @@
+"""NeRF-LEBM (thesis ch. 3): the generator's structure, the priors of Eq. 3.4-3.13, Algorithms 1 and 2,
+and the commands, on tiny configurations of the procedural scenes."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ebmkit, set_args
+from ebmkit.data import load_dataset
+from ebmkit.methods import build_method
+from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF, positional_encoding
+from ebmkit.presets import load_preset
+
+TINY = ["generator.width=16", "generator.depth=2", "generator.skip=1", "generator.freqs_xyz=2", "generator.freqs_dir=1",
+        "generator.map_hidden=16", "generator.map_out=8", "render.num_samples=6", "render.rays_per_image=16",
+        "latents.dim=4", "latents.prior_steps=2", "latents.prior_samples=4", "data.num_objects=6", "data.views=3",
+        "train.batch_size=4", "train.iterations=2", "train.log_every=1", "train.sample_every=1000",
+        "inference.test_steps=2", "train.num_preview=4"]
+TINY_EBM = ["latents.shape.hidden=8", "latents.appearance.hidden=8"]
+
+
+def method_of(name, extra=()):
+    torch.manual_seed(0)
+    preset = load_preset(name, TINY + (TINY_EBM if name == "nerf-lebm-scenes" else []) + list(extra))
+    data = load_dataset("scenes", split="train", image_size=32, views=3, num_objects=6)
+    m = build_method(preset, (3, 32, 32))
+    m.check_data(data)
+    return m, data
+
+
+def test_positional_encoding_is_nerfs():
+    x = torch.tensor([[0.3, -1.0, 2.0]])
+    enc = positional_encoding(x, 2)
+    expected = [0.3, -1.0, 2.0] + [math.sin(f * v) for f in (1, 2) for v in (0.3, -1.0, 2.0)] \
+        + [math.cos(f * v) for f in (1, 2) for v in (0.3, -1.0, 2.0)]
+    assert torch.allclose(enc, torch.tensor([expected]))
+
+
+@pytest.mark.parametrize("net", [ConditionalNeRF(4, 16, 3, 1, 2, 1, 16, 8), FiLMNeRF(4, 16, 2, 16)])
+def test_density_ignores_appearance_and_colours_lie_in_0_1(net):
+    """Eq. 3.2's decomposition: sigma = g3(g1(x, z_s)) does not see z_a; colours 0.5 (tanh + 1)."""
+    x, d = torch.randn(2, 5, 3), torch.nn.functional.normalize(torch.randn(2, 5, 3), dim=-1)
+    zs, za = torch.randn(2, 4), torch.randn(2, 4, requires_grad=True)
+    sigma, rgb = net(x, d, zs, za)
+    assert sigma.shape == (2, 5) and rgb.shape == (2, 5, 3) and (sigma >= 0).all()
+    assert ((rgb >= 0) & (rgb <= 1)).all()
+    (g,) = torch.autograd.grad(sigma.sum(), za, allow_unused=True)
+    assert g is None or torch.equal(g, torch.zeros_like(za))
+    sigma2, _ = net(x, d, zs, torch.randn(2, 4))
+    assert torch.equal(sigma, sigma2)
+    assert torch.allclose(net(x, d, 5 * zs, za)[0], sigma, atol=1e-5)  # the mapping reads normalize(z)
+
+
+def test_log_prior_is_eq_3_4_with_gaussian_reference():
+    m, _ = method_of("nerf-lebm-scenes")
+    z = torch.randn(3, 2, 4)
+    f = m.nets["prior_s"](z[:, 0]) + m.nets["prior_a"](z[:, 1])
+    assert torch.allclose(m.log_prior(z, m.nets), f - z.pow(2).flatten(1).sum(1) / 2)
+    g, _ = method_of("nerf-lebm-scenes-gaussian")
+    assert torch.allclose(g.log_prior(z, g.nets), -z.pow(2).flatten(1).sum(1) / 2)
+
+
+def test_prior_langevin_is_eq_3_10_as_coded(monkeypatch):
+    """One noiseless prior step: z + s^2/2 (grad f(z) - z / sigma^2) (authors' step rule)."""
+    m, _ = method_of("nerf-lebm-scenes", ["latents.prior_noise=0.0", "latents.prior_steps=1"])
+    torch.manual_seed(3)
+    z = m.prior_samples(5, nets=m.nets)
+    torch.manual_seed(3)
+    z0 = torch.randn(5, 2, 4).requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.log_prior(z0, m.nets).sum(), z0)
+    assert torch.allclose(z, z0.detach() + 0.5 * 0.5**2 * grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,extra", [("nerf-lebm-scenes", ["inference.kind=mcmc", "inference.steps=2"]),
+                                        ("nerf-lebm-scenes", []), ("nerf-lebm-scenes-gaussian", []),
+                                        ("nerf-vae-scenes", []),
+                                        ("nerf-vae-scenes", ["inference.poses=unknown", "generator.arch=film"])])
+def test_train_step_losses_are_finite_and_priors_learn_only_from_eq_3_7(name, extra):
+    m, data = method_of(name, extra)
+    batch = m.make_batch(data, torch.arange(4))
+    assert batch.x.shape == (4, 2, 3, 32, 32) and batch.poses.shape == (4, 2, 2)  # train.views = 2
+    losses, metrics = m.train_step(batch, m.nets)
+    assert all(torch.isfinite(v) for v in list(losses.values()) + list(metrics.values()))
+    losses["gen"].backward()
+    for name_ in ("prior_s", "prior_a"):
+        if name_ in m.nets:  # the generator's loss leaves the priors alone (their f is evaluated frozen)
+            assert all(p.grad is None or not p.grad.any() for p in m.nets[name_].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in m.nets["gen"].parameters())
+
+
+def test_persistent_chains_move_only_for_the_batch_objects():
+    m, data = method_of("nerf-lebm-scenes")
+    before = m.nets["latents"].z.detach().clone()
+    batch = m.make_batch(data, torch.tensor([0, 3]))  # objects 0 and 1 (3 views each)
+    losses, _ = m.train_step(batch, m.nets)
+    losses["gen"].backward()
+    grad = m.nets["latents"].z.grad
+    moved = grad.flatten(1).abs().sum(1) > 0
+    assert moved.tolist() == [True, True, False, False, False, False]
+    assert torch.equal(before, m.nets["latents"].z.detach())
+
+
+def test_views_per_iteration_share_an_object():
+    m, data = method_of("nerf-lebm-scenes", ["train.views=2"])
+    batch = m.make_batch(data, torch.arange(6))
+    assert batch.x.shape[:2] == (6, 2)
+    first, second = batch.poses[:, 0], batch.poses[:, 1]
+    objects = data.objects[torch.arange(6)]
+    for o, p in zip(objects.tolist(), second):  # the second view is one of the same object's poses
+        assert any(torch.equal(p, q) for q in data.poses[data.objects == o])
+    assert first.shape == second.shape
+
+
+def test_ramp_and_prior_start():
+    m, _ = method_of("nerf-lebm-scenes", ["train.prior_start=10", "train.ramp=20"])
+    m.step = 5
+    assert m.steps_now(60) == 0
+    m.step = 20
+    assert m.steps_now(60) == 30
+    m.step = 100
+    assert m.steps_now(60) == 60
+
+
+def test_cli_train_sample_grids_and_novel_view(tmp_path):
+    run = tmp_path / "run"
+    ebmkit("train", "--preset", "nerf-lebm-scenes", "--run-dir", run, "--quiet", *set_args(TINY + TINY_EBM), check=True)
+    model = run / "model.safetensors"
+    r = ebmkit("sample", "--model", model, "--num", 4, "--grid", "pose", "--depth", "--out", tmp_path / "g.png",
+               "--json", check=True)
+    assert (tmp_path / "g_depth.png").is_file() and json.loads(r.stdout)["num"] == 4
+    ebmkit("sample", "--model", model, "--num", 3, "--out", tmp_path / "s.npz", check=True)
+    x = np.load(tmp_path / "s.npz")["samples"]
+    assert x.shape == (3, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
+    r = ebmkit("novel-view", "--model", model, "--data", "scenes:test", "--objects", 2, "--shots", 2,
+               "--out", tmp_path / "nv", "--json", check=True)
+    report = json.loads(r.stdout)
+    assert report["objects"] == 2 and report["novel_views"] == 6 and math.isfinite(report["psnr"])
+    poses = {"views": {"a.png": [20, 0]}, "targets": [[20, 90], [30, 180]]}
+    (tmp_path / "poses.json").write_text(json.dumps(poses))
+    from ebmkit import viz
+
+    viz.save_images(torch.zeros(1, 3, 32, 32), tmp_path / "views")
+    view = next((tmp_path / "views").iterdir())
+    view.rename(tmp_path / "a.png")
+    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--poses", tmp_path / "poses.json",
+               "--out", tmp_path / "out", "--json", check=True)
+    assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
+    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--out", tmp_path / "out")
+    assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
