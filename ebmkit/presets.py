@@ -366,6 +366,10 @@ class RenderConfig(Strict):
     rays_per_image: PositiveInt = 800      # random rays per training image (authors: N_rand 1600 for 2 images)
     white_background: bool = True
     elevation: tuple[float, float] = (10.0, 40.0)  # degrees: generation draws poses uniformly in this band
+    fov_deg: PositiveFloat = 30.0          # the camera of the implementation notes (SRN cars: about 52)
+    radius: PositiveFloat = 10.0           # camera distance to the object's centre (SRN cars: 1.3)
+    near: PositiveFloat = 7.5
+    far: PositiveFloat = 12.5
 
 
 class LatentPrior(Strict):
@@ -401,6 +405,8 @@ class NeRFInference(Strict):
     noise: bool = False                         # sec. 3.5.3: no noise in posterior Langevin
     sigma_eps: PositiveFloat = 0.05             # observation noise of Eq. 3.3 (sec. 3.5.3)
     poses: Literal["known", "unknown"] = "known"  # unknown: vMF posteriors on the angles (sec. 3.4.4)
+    likelihood_scale: PositiveFloat = 1.0       # multiplies log p(I | z, xi), Eq. 3.3 summed over the sampled rays;
+                                                # the authors' code uses the mean: 1 / (3 x batch size) of the sum
     test_steps: PositiveInt = 600               # MCMC steps to infer an unseen object (sec. 3.5.6)
 
 

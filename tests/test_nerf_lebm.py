@@ -150,3 +150,24 @@ def test_cli_train_sample_grids_and_novel_view(tmp_path):
     assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
     r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--out", tmp_path / "out")
     assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name,table_3_3", [
+    ("nerf-lebm-carla-mcmc", (8, 1, 2e-5, 1e-4, "uniform", 0.1, 60, 0.5, 60, 0.02)),
+    ("nerf-lebm-carla-amortized", (8, 1, 7e-6, 1e-4, "gaussian", None, None, 0.5, 60, 1.0)),
+    ("nerf-lebm-shapenet", (12, 2, 2e-5, 1e-4, "gaussian", 1e-4, None, 0.5, 40, 0.0)),
+    ("nerf-lebm-carla-nopose", (16, 1, 7e-6, 3e-5, "gaussian", None, None, 0.5, 60, 0.0))])
+def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
+    p = load_preset(name)
+    batch, views, eta_alpha, eta_theta, q0, delta_pos, k_pos, delta_neg, k_neg, noise = table_3_3
+    assert (p.train.batch_size, p.train.views, p.train.lr_prior, p.train.lr_gen) == (batch, views, eta_alpha, eta_theta)
+    assert (p.latents.reference, p.latents.prior_step_size, p.latents.prior_steps, p.latents.prior_noise) == \
+        (q0, delta_neg, k_neg, noise)
+    if delta_pos is not None:
+        assert p.inference.step_size == delta_pos
+    if k_pos is not None:
+        assert p.inference.steps == k_pos
+    assert p.latents.dim == 128 and p.inference.sigma_eps == 0.05  # Table 3.2, sec. 3.5.3
+    assert p.inference.likelihood_scale == pytest.approx(1 / (3 * batch), rel=1e-5)
+    r = ebmkit("train", "--preset", name, "--run-dir", "/nonexistent/run")
+    assert r.returncode == 2 and "data.path" in r.stderr

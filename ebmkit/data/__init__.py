@@ -87,8 +87,16 @@ def load_dataset(
         from ebmkit.data.scenes import load_scenes
 
         return load_scenes(split, image_size or 32, views, num_objects, masked).to_dataset()
+    if name in ("carla", "srn_cars"):  # NeRF-LEBM's real data, from disk (sec. 3.5.1)
+        from ebmkit.data.scenes import read_carla, read_srn_cars
+
+        if path is None:
+            raise EbmkitError(f"{name} is read from disk: set data.path (see ebmkit.data.scenes for the layout)")
+        scenes = read_carla(path, image_size, num_objects) if name == "carla" else \
+            read_srn_cars(path, split, image_size, views, num_objects)
+        return (scenes.with_masks(seed) if masked else scenes).to_dataset()
     if name not in LOCAL:
-        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL)}")
+        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL + ('carla', 'srn_cars'))}")
 
     from ebmkit.data import images
 

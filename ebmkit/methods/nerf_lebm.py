@@ -32,7 +32,7 @@ from ebmkit.errors import EbmkitError
 from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.nerf import vmf
-from ebmkit.nerf.camera import FAR, NEAR, pose_rays
+from ebmkit.nerf.camera import pose_rays
 from ebmkit.nerf.render import ray_subset, render_rays
 from ebmkit.nets.coopflow_ebm import SwishMLP
 from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF
@@ -123,7 +123,8 @@ class NeRFLEBM(Method):
         pixels (B, V, R) flat indices or None for every pixel. -> rgb (B, V, R, 3), depth (B, V, R)."""
         b, v = poses.shape[:2]
         size = self.shape[-1]
-        origins, dirs = pose_rays(poses[..., 0].flatten(), poses[..., 1].flatten(), size)  # (BV, 3), (BV, S, S, 3)
+        cam = self.preset.render
+        origins, dirs = pose_rays(poses[..., 0].flatten(), poses[..., 1].flatten(), size, cam.fov_deg, cam.radius)
         dirs = dirs.flatten(1, 2)                                                          # (BV, S^2, 3)
         if pixels is not None:
             dirs = dirs.gather(1, pixels.flatten(0, 1)[..., None].expand(-1, -1, 3))
@@ -136,8 +137,8 @@ class NeRFLEBM(Method):
             sigma, rgb = gen(points.flatten(1, 2), view_dirs.flatten(1, 2), z[:, 0], z[:, 1])
             return sigma.view(b, v * r, n), rgb.view(b, v * r, n, 3)
 
-        out = render_rays(field, origins, dirs, self.preset.render.num_samples, NEAR, FAR, stratified=stratified,
-                          background=float(self.preset.render.white_background))
+        out = render_rays(field, origins, dirs, cam.num_samples, cam.near, cam.far, stratified=stratified,
+                          background=float(cam.white_background))
         return out.rgb.view(b, v, r, 3), out.depth.view(b, v, r)
 
     def log_likelihood(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
@@ -149,7 +150,8 @@ class NeRFLEBM(Method):
         sq = (target - rgb).pow(2)
         if batch.masks is not None:
             sq = sq * pick(batch.masks, pixels)
-        return -sq.flatten(1).sum(1) / (2 * self.preset.inference.sigma_eps ** 2)
+        inf = self.preset.inference
+        return -inf.likelihood_scale * sq.flatten(1).sum(1) / (2 * inf.sigma_eps ** 2)
 
     # ------------------------------------------------------------------------------ the priors
     def tilt(self, z: torch.Tensor, nets: dict[str, nn.Module], detach: bool = False) -> torch.Tensor:
@@ -249,7 +251,7 @@ class NeRFLEBM(Method):
             losses["gen"] = (kl - loglik - self.tilt(z_pos, self.nets, detach=True)).mean()  # -ELBO, Eq. 3.17 / 3.20
             metrics["kl"] = kl.detach().mean()
             z_pos = z_pos.detach()
-        metrics["mse"] = -loglik.detach().mean() * 2 * inf.sigma_eps ** 2 / (pixels.shape[1] * pixels.shape[2] * 3)
+        metrics["mse"] = -loglik.detach().mean() * 2 * inf.sigma_eps ** 2 / (inf.likelihood_scale * pixels[0].numel() * 3)
         if self.step >= self.preset.train.prior_start:                           # steps 3, 5, 6
             z_neg = self.prior_samples(lat.prior_samples, self.steps_now(lat.prior_steps), nets=self.nets)
             for i, name in enumerate(("prior_s", "prior_a")):
@@ -321,7 +323,7 @@ class NeRFLEBM(Method):
             depth.append(d)
         rgb = torch.cat(rgb, 2).view(b, v, s, s, 3).permute(0, 1, 4, 2, 3)
         depth = torch.cat(depth, 2).view(b, v, 1, s, s)
-        return rgb, 1 / depth.clamp(min=NEAR)
+        return rgb, 1 / depth.clamp(min=self.preset.render.near)
 
     def sample_levels(self, num: int, generator: torch.Generator | None = None, use_ema: bool = True,
                       poses: torch.Tensor | None = None, **kw) -> list[torch.Tensor]:
@@ -351,7 +353,7 @@ class NeRFLEBM(Method):
         else:
             raise EbmkitError(f"unknown grid {kind!r}: choose shape-appearance, pose or random")
         rgb, inv_depth = self.render_images(z, poses, use_ema)
-        lo, hi = 1 / FAR, 1 / NEAR
+        lo, hi = 1 / self.preset.render.far, 1 / self.preset.render.near
         return rgb[:, 0], ((inv_depth[:, 0] - lo) / (hi - lo)).clamp(0, 1).expand(-1, 3, -1, -1)
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
