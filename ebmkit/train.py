@@ -284,7 +284,7 @@ class Trainer:
         good state and lower the learning rates."""
         g = self.preset.guard
         vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
-        energy = max(abs(v) for k, v in vals.items() if k.startswith("energy"))
+        energy = max((abs(v) for k, v in vals.items() if k.startswith("energy")), default=0.0)
         reason = ""
         if not all(math.isfinite(v) for v in vals.values()):
             reason = "non-finite value"

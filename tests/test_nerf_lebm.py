@@ -171,3 +171,11 @@ def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
     assert p.inference.likelihood_scale == pytest.approx(1 / (3 * batch), rel=1e-5)
     r = ebmkit("train", "--preset", name, "--run-dir", "/nonexistent/run")
     assert r.returncode == 2 and "data.path" in r.stderr
+
+
+def test_gaussian_prior_models_train_without_energy_metrics(tmp_path):
+    """NeRF-VAE has no prior network, so no energy metric: the divergence guard must still run."""
+    from ebmkit.train import train
+
+    model = train(load_preset("nerf-vae-scenes", TINY), tmp_path / "vae", quiet=True)
+    assert model.is_file()
