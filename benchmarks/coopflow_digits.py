@@ -5,7 +5,7 @@ short-run Langevin flow alone, same networks, trained and measured in one run.
 
 For each model: domain-FID of samples against the training digits (`ebmkit eval fid`, lower is better;
 the real test split scores the baseline), and the per-pixel reconstruction MSE of the held-out digits
-(`ebmkit reconstruct`, 200 gradient steps, model space [-1, 1]). Writes
+(`ebmkit reconstruct`, 200 gradient steps, model space [-1, 1]; `--num-test` of them). Writes
 benchmarks/results/coopflow_digits.json and the figures beside it.
 """
 
@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/coopflow-digits-compare")
     parser.add_argument("--skip-train", action="store_true", help="Measure the models already in --out.")
+    parser.add_argument("--num-test", type=int, default=297, help="Held-out digits to reconstruct (297: all).")
     args = parser.parse_args()
     rows = {}
     for label, name in PRESETS.items():
@@ -36,7 +37,8 @@ def main() -> None:
         fid = json.loads(ebmkit("eval", "fid", "--model", model, "--seed", args.seed, "--json"))
         tag = name.removeprefix("coopflow-digits").lstrip("-") or "coopflow"
         ebmkit("sample", "--model", model, "--num", 64, "--seed", args.seed, "--out", RESULTS / f"coopflow-digits-{tag}.png")
-        rec = json.loads(ebmkit("reconstruct", "--model", model, "--images", "digits:test", "--seed", args.seed,
+        rec = json.loads(ebmkit("reconstruct", "--model", model, "--images", "digits:test", "--limit", args.num_test,
+                                "--seed", args.seed,
                                 "--out", RESULTS / f"coopflow-digits-{tag}-reconstruct.png", "--json"))
         rows[label] = {"preset": name, "domain_fid": fid["fid"], "baseline_fid": fid["baseline_fid"],
                        "recon_mse": rec["mse"], "recon_mse_start": rec["mse_start"], "num_test": rec["images"],
