@@ -286,9 +286,13 @@ class NeRFLEBM(Method):
             pixels = self.random_pixels(b, v)
             return self.log_likelihood(self.ema["gen"], z, batch, pixels) + self.log_prior(z, self.ema, detach=True)
 
+        def tick(z, k):  # the engine's per-step hook, used only to report progress
+            progress(1)
+            return z
+
         if inf.kind == "mcmc":
             return langevin(log_density, z, step_size=inf.step_size, steps=steps, noise_weight=0.0,
-                            project=None if progress is None else lambda z, k: (progress(1), z)[1]).x
+                            project=None if progress is None else tick).x
         z = z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=inf.step_size, betas=self.preset.train.betas)
         for _ in range(steps):
