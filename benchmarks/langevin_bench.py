@@ -7,12 +7,14 @@
 2. The engine against a plain hand-written loop (torch.autograd.grad + the update) on the same network.
 3. Scaling of the time of K steps with K, batch size and resolution (table and plot).
 4. Table 5.8: seconds per 100 samples of the cdrl-cifar10 architecture (6 levels x 15 steps, and
-   8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so.
+   8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so; on CUDA with the torch
+   update, the Triton kernel, kernel + CUDA graphs, and + bf16 autocast.
 Run it on an otherwise idle machine: the ratios compare timings taken seconds apart.
 """
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -75,14 +77,24 @@ def chain_timings(net, shape, batch: int, steps: int, repeats: int, device) -> d
             [("engine", engine), ("plain_loop", plain_loop), ("forward_backward", floor)]}
 
 
-def table_5_8(device, batch: int, repeats: int) -> dict[str, float]:
-    """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3."""
-    method = build_method(load_preset("cdrl-cifar10"), (3, 32, 32), device)
+def table_5_8(device, batch: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3; on
+    CUDA for each execution variant: the torch update, the Triton kernel, + CUDA graphs, + bf16 autocast."""
+    variants = {"torch": ("torch", False, "none")}
+    if device.type == "cuda":
+        variants.update({"triton": ("triton", False, "none"), "triton+graphs": ("triton", True, "none"),
+                         "triton+graphs+bf16": ("triton", True, "bf16")})
     out = {}
-    for k in (15, 8, 5, 3):
-        g = torch.Generator(device).manual_seed(0)
-        seconds = best_time(lambda: method.sample_levels(batch, g, steps=k), repeats, device)
-        out[f"6x{k}"] = seconds * 100 / batch
+    for name, (kernels, graphs, autocast) in variants.items():
+        os.environ["EBMKIT_KERNELS"] = kernels
+        preset = load_preset("cdrl-cifar10", [f"speed.cuda_graphs={str(graphs).lower()}", f"speed.autocast={autocast}"])
+        method = build_method(preset, (3, 32, 32), device)
+        out[name] = {}
+        for k in (15, 8, 5, 3):
+            g = torch.Generator(device).manual_seed(0)
+            seconds = best_time(lambda: method.sample_levels(batch, g, steps=k), repeats, device)
+            out[name][f"6x{k}"] = seconds * 100 / batch
+    del os.environ["EBMKIT_KERNELS"]
     return out
 
 
@@ -118,8 +130,9 @@ def main() -> None:
     batch = 4 if device.type == "cpu" else 100
     report["table_5_8"] = {"batch": batch, "seconds_per_100": table_5_8(device, batch, 1 if args.quick else 2)}
     note = f" (batch {batch}, scaled to 100)" if batch != 100 else ""
-    print(f"\nTable 5.8, cdrl-cifar10 networks, seconds per 100 samples{note}: " +
-          ", ".join(f"{k}: {v:.1f}" for k, v in report["table_5_8"]["seconds_per_100"].items()))
+    print(f"\nTable 5.8, cdrl-cifar10 networks, seconds per 100 samples{note}:")
+    for variant, row in report["table_5_8"]["seconds_per_100"].items():
+        print(f"  {variant:20s} " + ", ".join(f"{k}: {v:.2f}" for k, v in row.items()))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"langevin_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -15,7 +15,10 @@ generator's residual network (CoopFlow reconstruction, sec. 4.4.3).
 
 The update itself is ebmkit.kernels.langevin_update: a fused Triton kernel on CUDA, plain torch
 elsewhere (EBMKIT_KERNELS=torch forces it). The loop has no Python loop over samples and no
-host-device synchronisation.
+host-device synchronisation, so a whole chain can be captured in a CUDA graph (ebmkit.graphs): under
+capture the Triton kernel reads its noise from a tensor drawn with `generator` instead of a host seed.
+`autocast` (e.g. torch.bfloat16) evaluates the log density under autocast; x, the gradient and the
+update stay in x's dtype.
 """
 
 from collections.abc import Callable
@@ -50,6 +53,7 @@ def langevin(
     record: bool = False,
     generator: torch.Generator | None = None,
     differentiable: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> LangevinResult:
     """Run `steps` Langevin steps from x0 on the log density f (`log_density(x) -> (B,)`).
 
@@ -57,10 +61,13 @@ def langevin(
     (inpainting); `project(x, k)`, any other projection, is called after step k (0-based).
     """
     obs, mask = observed if observed is not None else (None, None)
-    seed = None
-    if noise_weight != 0.0 and not differentiable and backend(x0) == "triton":  # one Philox seed per chain
-        device = generator.device if generator is not None else x0.device
-        seed = int(torch.randint(2**62, (), generator=generator, device=device))
+    seed, tensor_noise = None, False
+    if noise_weight != 0.0 and not differentiable and backend(x0) == "triton":
+        if x0.is_cuda and torch.cuda.is_current_stream_capturing():  # a host seed would be frozen into the graph
+            tensor_noise = True
+        else:  # one Philox seed per chain
+            device = generator.device if generator is not None else x0.device
+            seed = int(torch.randint(2**62, (), generator=generator, device=device))
     kw = dict(step_size=step_size, noise_weight=noise_weight, anchor=anchor, precision=anchor_precision,
               drift_clamp=drift_clamp, clamp=clamp, mask=mask, observed=obs, generator=generator)
     x = x0 if differentiable and x0.requires_grad else x0.detach()
@@ -69,11 +76,14 @@ def langevin(
         with torch.enable_grad():
             if not x.requires_grad:
                 x = x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(log_density(x).sum(), x, create_graph=differentiable)
+            with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+                f = log_density(x).sum()
+            (grad,) = torch.autograd.grad(f, x, create_graph=differentiable)
             if differentiable:
                 x = torch_ref.langevin_update(x, grad, **kw)
         if not differentiable:
-            x = langevin_update(x.detach(), grad, **kw, seed=seed, step=k)
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if tensor_noise else None
+            x = langevin_update(x.detach(), grad, **kw, noise=noise, seed=seed, step=k)
         if project is not None:
             x = project(x, k)
         if record:

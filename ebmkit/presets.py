@@ -5,6 +5,7 @@ errors that name the field. Paper presets cite the thesis table or section each 
 """
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,6 +103,15 @@ class Guard(Strict):
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20
+
+
+class Speed(Strict):
+    """How Langevin sampling runs on a GPU. None of it changes results beyond float tolerance (bf16's
+    is about 1e-2); on a CPU only `autocast` applies."""
+
+    cuda_graphs: bool = True               # CUDA: capture each fixed-shape K-step chain once, then replay it
+    autocast: Literal["none", "bf16"] = "none"   # energy network under bf16 autocast inside Langevin chains
+    channels_last: bool = True             # CUDA: image networks and chains in channels-last memory format
 
 
 # ---------------------------------------------------------------------------- CDRL
@@ -202,6 +212,7 @@ class CDRLPreset(Strict):
     sampler: CDRLSampler = CDRLSampler()
     train: CDRLTrain
     guard: Guard = Guard()
+    speed: Speed = Speed()
 
 
 # ---------------------------------------------------------------------------- CoopFlow
@@ -324,6 +335,7 @@ class CoopFlowPreset(Strict):
     langevin: CoopFlowLangevin = CoopFlowLangevin()
     train: CoopFlowTrain
     guard: Guard = Guard()
+    speed: Speed = Speed()
 
     @model_validator(mode="after")
     def _networks_of_mode(self):
@@ -443,6 +455,7 @@ class NeRFLEBMPreset(Strict):
     inference: NeRFInference = NeRFInference()
     train: NeRFTrain
     guard: Guard = Guard()
+    speed: Speed = Speed()
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -541,6 +554,13 @@ def load_preset(source: str, overrides: list[str] = ()) -> Preset:
     """A validated preset from a name or file, with `--set KEY=VALUE` overrides applied first."""
     raw, label = _read(source)
     return validate(apply_overrides(raw, list(overrides)), label)
+
+
+def speed_overrides() -> list[str]:
+    """EBMKIT_SPEED="autocast=bf16,cuda_graphs=false": [speed] settings for a stored model, whose other
+    settings are fixed (`--set speed.KEY=VALUE` does the same for a run being trained)."""
+    text = os.environ.get("EBMKIT_SPEED", "")
+    return [f"speed.{item.strip()}" for item in text.replace(" ", ",").split(",") if item.strip()]
 
 
 def to_toml(data: dict) -> str:

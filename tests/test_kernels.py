@@ -72,6 +72,23 @@ def test_triton_odd_layouts_match_reference():
 
 
 @needs_triton
+@pytest.mark.parametrize("mask", [None, "full", "channel"])
+def test_triton_channels_last_matches_contiguous(mask):
+    """A channels-last chain is updated in its own layout and gives the same values, Philox noise
+    included (it is indexed by the logical position)."""
+    c = {k: v.to(DEVICE) for k, v in case((2, 3, 17, 13), seed=2).items()}
+    cl = {k: v.contiguous(memory_format=torch.channels_last) for k, v in c.items() if v.dim() == 4}
+    kw = dict(step_size=c["s"], noise_weight=0.9, anchor=c["anchor"], precision=c["p"], seed=11, step=3)
+    kw_cl = dict(kw, anchor=cl["anchor"])
+    if mask is not None:
+        kw.update(mask=c[mask], observed=c["observed"])
+        kw_cl.update(mask=cl[mask], observed=cl["observed"])
+    out = tk().langevin_update(cl["x"], cl["grad"], **kw_cl)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, tk().langevin_update(c["x"], c["grad"], **kw), rtol=0, atol=0)
+
+
+@needs_triton
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_triton_half_precision_computes_in_float32(dtype):
     c = {k: v.to(DEVICE) for k, v in case((2, 3, 17, 13), seed=3).items()}

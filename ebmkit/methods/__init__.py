@@ -28,7 +28,8 @@ def save_model(path: str | Path, method: Method, step: int) -> None:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu",
                supported: tuple[str, ...] | None = None, command: str = "this command") -> tuple[Method, int]:
-    """A method with every network (and EMA copy) restored from a model file, and its step."""
+    """A method with every network (and EMA copy) restored from a model file, and its step; the
+    environment's EBMKIT_SPEED adjusts how it samples (presets.speed_overrides)."""
     tensors, meta = checkpoint.read_safetensors(path)
     name = meta.get("method")
     if name not in METHODS or (supported is not None and name not in supported):
@@ -36,7 +37,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         raise EbmkitError(f"{path} holds a '{name}' model; {command} supports: {ok}")
     try:
         stored = json.loads(meta["preset"])
-        preset = presets.validate(stored["preset"], f"stored in {path}")
+        preset = presets.validate(presets.apply_overrides(stored["preset"], presets.speed_overrides()),
+                                  f"stored in {path} (with EBMKIT_SPEED)" if presets.speed_overrides() else f"stored in {path}")
         shape = tuple(stored["shape"])
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise EbmkitError(f"{path}: unreadable preset metadata ({e})") from None

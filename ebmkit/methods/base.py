@@ -14,6 +14,7 @@ from torch import nn
 
 from ebmkit.data import Dataset
 from ebmkit.errors import EbmkitError
+from ebmkit.graphs import GraphCache
 
 
 @dataclass
@@ -53,6 +54,21 @@ class Method:
         self.device = torch.device(device)
         self.nets = nn.ModuleDict(self.build_networks()).to(self.device)
         self.ema = copy.deepcopy(self.nets).requires_grad_(False).eval()
+        # GPU execution (preset [speed]): graphs replay fixed-shape chains, images go channels-last.
+        speed = preset.speed
+        on_cuda = self.device.type == "cuda"
+        self.graphs = GraphCache() if on_cuda and speed.cuda_graphs else None
+        self.autocast = torch.bfloat16 if speed.autocast == "bf16" else None  # for Langevin's energy evaluations
+        self.memory_format = torch.contiguous_format
+        if on_cuda and speed.channels_last:
+            self.use_channels_last()
+
+    def use_channels_last(self) -> None:
+        """Image models: networks and chains in channels-last memory format (no-op for other data)."""
+        if len(self.shape) == 3:
+            self.memory_format = torch.channels_last
+            self.nets.to(memory_format=torch.channels_last)
+            self.ema.to(memory_format=torch.channels_last)
 
     # -- to implement -----------------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:

@@ -10,6 +10,7 @@ step size (sec. 5.4.8.2), so the drift of Eq. 5.3 is grad(f_hat) / 2. Labels giv
 are shifted by one: 0 is the null class of classifier-free guidance (sec. 5.3.5).
 """
 
+import functools
 import math
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Guide:
         if m == 0:
             return net(x, logsnr, self.null)
         reps = m + 1
-        out = net(x.repeat(reps, *[1] * (x.dim() - 1)), logsnr.repeat(reps),
+        out = net(torch.cat([x] * reps), logsnr.repeat(reps),  # cat keeps x's memory format
                   torch.cat([*self.labels, self.null])).chunk(reps)
         return (w + 1) * sum(out[:m]) - (m * (w + 1) - 1) * out[m]
 
@@ -131,7 +132,7 @@ class CDRL(Method):
         return langevin(log_density, y0, step_size=lv.step_size[t] * step_scale, steps=steps,
                         noise_weight=self.preset.sampler.noise_weight, anchor=x_next,
                         anchor_precision=lv.recovery[t] / lv.sigma[t] ** 2, generator=generator,
-                        observed=observed, project=self.envelope(t)).x
+                        observed=observed, project=self.envelope(t), autocast=self.autocast).x
 
     def envelope(self, t: torch.Tensor):
         """With sampler.envelope = k, a projection keeping y_t within y_scale_t (abar_t + k sbar_t) per
@@ -159,7 +160,7 @@ class CDRL(Method):
 
     # ------------------------------------------------------------------------------ Algorithm 4
     def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
-        lv, x0 = self.levels, batch.x
+        lv, x0 = self.levels, batch.x.contiguous(memory_format=self.memory_format)
         b = per_sample  # shorthand for broadcasting per-example coefficients
         t = torch.randint(0, lv.num_levels, (len(x0),), device=self.device)  # a level per example
         label, init_label = self._labels(batch)
@@ -210,32 +211,51 @@ class CDRL(Method):
         guide = Guide(labels or [], guidance, num, self.device) if self.preset.conditioning.kind != "none" else None
 
         x = torch.randn((num, *self.shape), generator=generator, device=self.device)  # x_T
+        x = x.contiguous(memory_format=self.memory_format)
         if observed is not None:  # the observation noised up to the top level
             top = lv.num_levels
             x = keep_observed(lv.alpha_bar[top] * observed[0] + lv.sigma_bar[top] * x, observed[1], x)
+        labels = labels or []
         out = []
         for level in reversed(range(lv.num_levels)):
-            t = torch.full((num,), level, device=self.device)
             y_observed = None
             if observed is not None:  # the observation at level t, in y-space
                 e = torch.randn(x.shape, generator=generator, device=self.device)
                 y_observed = (lv.y_scale[level] * (lv.alpha_bar[level] * observed[0] + lv.sigma_bar[level] * e),
                               observed[1])
-            _, y = self.propose(nets["init"], x, t, None, generator, guide)
-            if y_observed is not None:
-                y = keep_observed(*y_observed, y)
-            if steps > 0:
-                y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, y_observed)
-            x = y / lv.y_scale[level]
+            step = functools.partial(self._level, nets=nets, level=level, steps=steps, scale=scale,
+                                     generator=generator, guidance=guidance if guide is not None else None,
+                                     y_observed=y_observed)
+            if self.graphs is None or observed is not None:
+                x = step(x, *labels)
+            else:  # one CUDA graph per level and batch shape, replayed for every later batch
+                key = (level, num, steps, scale, guidance, guide is not None, len(labels), use_ema, id(generator))
+                x = self.graphs.run(key, step, (x, *labels), generator)
             out.append(x)
         x0 = self.tweedie(nets["ebm"], x, guide)
         out.append(x0 if observed is None else keep_observed(observed[0], observed[1], x0))
         nets.train(was_training)
         return out
 
+    def _level(self, x: torch.Tensor, *labels: torch.Tensor, nets, level: int, steps: int, scale: float,
+               generator, guidance: float | None, y_observed) -> torch.Tensor:
+        """x_{t+1} -> x_t at level t: the initializer's proposal, then `steps` Langevin steps; guided by
+        `labels` with weight `guidance` (None: the model is unconditional). Reads every per-batch tensor
+        from its arguments, so it can be captured in a CUDA graph."""
+        lv = self.levels
+        t = torch.full((len(x),), level, device=self.device)
+        guide = None if guidance is None else Guide(list(labels), guidance, len(x), self.device)
+        _, y = self.propose(nets["init"], x, t, None, generator, guide)
+        if y_observed is not None:
+            y = keep_observed(*y_observed, y)
+        if steps > 0:
+            y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, y_observed)
+        return y / lv.y_scale[level]
+
     def tweedie(self, ebm: nn.Module, x: torch.Tensor, guide: "Guide | None" = None) -> torch.Tensor:
         """Eq. 5.16 at level 0 with the score multiplied by tweedie_coef (2.0 in the thesis), guided
-        like the Langevin steps (implementation notes)."""
+        like the Langevin steps (implementation notes). Always in full precision: the score is scaled by
+        sigma_bar_0^2 / s_0^2, which would magnify bf16 rounding."""
         lv, coef = self.levels, self.preset.sampler.tweedie_coef
         if coef == 0:
             return x

@@ -168,7 +168,8 @@ class CoopFlow(Method):
         return langevin(lambda x: self.ebm_log_density(ebm, x), x_hat,
                         step_size=lg.step_size if training else lg.step_size_test,
                         steps=lg.steps if steps is None else steps, noise_weight=self.noise_weight(training),
-                        drift_clamp=lg.drift_clamp, clamp=lg.clamp, generator=generator).x
+                        drift_clamp=lg.drift_clamp, clamp=lg.clamp, generator=generator,
+                        autocast=self.autocast).x
 
     @torch.no_grad()
     def propose(self, nets: nn.ModuleDict, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -265,7 +266,7 @@ class CoopFlow(Method):
             return x_hat
         lg, ebm = self.preset.langevin, self.ema["ebm"]
         return langevin(lambda x: self.ebm_log_density(ebm, x), x_hat, step_size=lg.step_size, steps=lg.steps,
-                        noise_weight=0.0, differentiable=differentiable).x
+                        noise_weight=0.0, differentiable=differentiable, autocast=self.autocast).x
 
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, steps: int = 200, lr: float = 0.05,
               generator: torch.Generator | None = None, progress=None) -> "Inference":

@@ -191,7 +191,7 @@ class NeRFLEBM(Method):
             return z0
         steps = lat.prior_steps if steps is None else steps
         return langevin(lambda z: self.log_prior(z, nets), z0, step_size=lat.prior_step_size, steps=steps,
-                        noise_weight=lat.prior_noise, generator=generator).x
+                        noise_weight=lat.prior_noise, generator=generator, autocast=self.autocast).x
 
     # ------------------------------------------------------------------------------ inference
     def random_pixels(self, b: int, v: int) -> torch.Tensor:
@@ -208,7 +208,7 @@ class NeRFLEBM(Method):
         if z0 is None:
             z0 = self.preset.latents.sigma * torch.randn((len(batch.x), 2, self.preset.latents.dim), device=self.device)
         return langevin(lambda z: self.log_likelihood(nets["gen"], z, batch, pixels) + self.log_prior(z, nets, detach=True),
-                        z0, step_size=inf.step_size, steps=steps, noise_weight=float(inf.noise)).x
+                        z0, step_size=inf.step_size, steps=steps, noise_weight=float(inf.noise), autocast=self.autocast).x
 
     def amortized(self, nets: dict[str, nn.Module], batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Algorithm 2, step 4: z ~ q_phi(z | I) (B, 2, dim) from each object's first view by the
@@ -292,7 +292,7 @@ class NeRFLEBM(Method):
 
         if inf.kind == "mcmc":
             return langevin(log_density, z, step_size=inf.step_size, steps=steps, noise_weight=0.0,
-                            project=None if progress is None else tick).x
+                            project=None if progress is None else tick, autocast=self.autocast).x
         z = z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=inf.step_size, betas=self.preset.train.betas)
         for _ in range(steps):
