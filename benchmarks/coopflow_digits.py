@@ -3,7 +3,7 @@ short-run Langevin flow alone, same networks, trained and measured in one run.
 
     python benchmarks/coopflow_digits.py [--seed 0] [--out runs/coopflow-digits-compare]
 
-For each model: domain-FID of samples against the training digits (`ebmkit eval fid`, lower is better;
+For each model: domain-FID of `--num-samples` samples against the 1,500 training digits (`ebmkit eval fid`, lower is better;
 the real test split scores the baseline), and the per-pixel reconstruction MSE of the held-out digits
 (`ebmkit reconstruct`, 200 gradient steps, model space [-1, 1]; `--num-test` of them). Writes
 benchmarks/results/coopflow_digits.json and the figures beside it.
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/coopflow-digits-compare")
     parser.add_argument("--skip-train", action="store_true", help="Measure the models already in --out.")
     parser.add_argument("--num-test", type=int, default=297, help="Held-out digits to reconstruct (297: all).")
+    parser.add_argument("--num-samples", type=int, default=1500,
+                        help="Samples per FID (1500: as many as training digits; fewer inflate FID's bias).")
     args = parser.parse_args()
     rows = {}
     for label, name in PRESETS.items():
@@ -34,7 +36,8 @@ def main() -> None:
         if not args.skip_train:
             ebmkit("train", "--preset", name, "--run-dir", run, "--overwrite", "--quiet", "--set", f"train.seed={args.seed}")
         model = run / "model.safetensors"
-        fid = json.loads(ebmkit("eval", "fid", "--model", model, "--seed", args.seed, "--json"))
+        fid = json.loads(ebmkit("eval", "fid", "--model", model, "--num", args.num_samples,
+                                "--ref", "digits:train", "--seed", args.seed, "--json"))
         tag = name.removeprefix("coopflow-digits").lstrip("-") or "coopflow"
         ebmkit("sample", "--model", model, "--num", 64, "--seed", args.seed, "--out", RESULTS / f"coopflow-digits-{tag}.png")
         rec = json.loads(ebmkit("reconstruct", "--model", model, "--images", "digits:test", "--limit", args.num_test,

@@ -93,13 +93,14 @@ class Conditioning(Strict):
 
 
 class Guard(Strict):
-    """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or |energy|
-    above `spike_factor` times its running mean (floored at 1), restore the last good state and
+    """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or (from
+    iteration `spike_after`) |energy| above `spike_factor` times its running mean (floored at 1), restore the last good state and
     multiply the learning rates by `lr_factor`."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6
     spike_factor: Annotated[float, Field(gt=1)] = 100.0
+    spike_after: NonNegativeInt = 100              # no spike test before this iteration: energies grow fast at first
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20
@@ -298,6 +299,7 @@ class CoopFlowTrain(Strict):
     iterations: PositiveInt                        # all phases together
     pretrain_iterations: NonNegativeInt = 0        # flow MLE on data first (CoopFlow(Pre), sec. 4.5.2)
     warmup_iterations: NonNegativeInt = 0          # then the EBM alone, the flow frozen (sec. 4.5.2)
+    flow_from: str | None = None                   # a model file (e.g. a mode "flow" run) whose flow starts this run
     lr_ebm: PositiveFloat = 1e-4                   # eta_theta (sec. 4.5.2)
     lr_flow: PositiveFloat = 1e-4                  # eta_alpha
     betas_ebm: tuple[Unit, Unit] = (0.5, 0.5)

@@ -154,6 +154,8 @@ class Trainer:
         self.data = from_config(preset.data, "train", t.seed)
         self.method = build_method(preset, self.data.shape, ranks.device)
         self.method.check_data(self.data)
+        if not resume:
+            self.method.start()
         if t.batch_size % ranks.world:
             raise EbmkitError(f"train.batch_size {t.batch_size} is not divisible by {ranks.world} processes")
         self.batches = ShardedBatches(len(self.data), t.batch_size // ranks.world, t.seed, ranks.rank, ranks.world)
@@ -290,7 +292,7 @@ class Trainer:
             reason = "non-finite value"
         elif energy > g.max_abs_energy:
             reason = f"|energy| {energy:.3g} above guard.max_abs_energy"
-        elif self.energy_scale and energy > g.spike_factor * max(self.energy_scale, 1.0):
+        elif self.energy_scale and self.step >= g.spike_after and energy > g.spike_factor * max(self.energy_scale, 1.0):
             reason = f"|energy| {energy:.3g} is {energy / self.energy_scale:.0f}x its running mean"
         bad = torch.tensor(float(bool(reason)))
         if self.ranks.world > 1:  # every rank takes the same decision

@@ -230,6 +230,21 @@ def test_phases_pretrain_flow_then_warm_up_ebm_then_both(tmp_path):
         assert (not torch.equal(ebm, flat(nets["ebm"]))) == (phase != "pretrain")
 
 
+def test_training_can_start_from_a_flow_trained_elsewhere(tmp_path):
+    """CoopFlow(Pre) from a given pre-trained flow: train.flow_from copies a flow run's flow and its EMA."""
+    train(load_preset("coopflow-spiral-flow", TINY_FLOW + TINY_RUN + ["train.iterations=3"]), tmp_path / "flow", quiet=True)
+    source = tmp_path / "flow" / "model.safetensors"
+    stored = checkpoint.read_safetensors(source)[0]
+    trainer = Trainer(load_preset("coopflow-spiral", TINY_2D + ["train.iterations=2", f"train.flow_from='{source}'"]),
+                      tmp_path / "coop", Ranks(), resume=False, quiet=True)
+    for name in ("flow", "flow_ema"):
+        state = trainer.method.components()[name].state_dict()
+        assert all(torch.equal(v, stored[f"{name}.{k}"]) for k, v in state.items())
+    with pytest.raises(EbmkitError, match="train.flow_from.*'flow' does not match"):
+        Trainer(load_preset("coopflow-spiral", TINY_2D + ["flow.hidden=8", f"train.flow_from='{source}'"]),
+                tmp_path / "bad", Ranks(), resume=False, quiet=True)
+
+
 def test_actnorm_initialises_on_the_first_batch_deterministically():
     x = digits_like(8).x
     a = method_of("coopflow-digits", TINY_IMAGE, (1, 8, 8))

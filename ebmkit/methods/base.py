@@ -91,6 +91,9 @@ class Method:
         """Write a picture of samples (a grid, or for 2-D data a scatter) to `path`."""
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Called once when a training run starts fresh (not on resume), before any step."""
+
     # -- shared ------------------------------------------------------------------------------
     def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
                progress=None, **kw) -> torch.Tensor:

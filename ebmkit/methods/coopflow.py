@@ -126,6 +126,23 @@ class CoopFlow(Method):
         super().check_data(data)
         self.train_size = len(data)
 
+    def start(self) -> None:
+        """train.flow_from: start from the flow (and its EMA copy) of another model file, e.g. a flow
+        pre-trained by a mode "flow" run (CoopFlow(Pre), sec. 4.5.2)."""
+        source = self.preset.train.flow_from
+        if source is None:
+            return
+        from ebmkit.methods import load_model  # the registry imports this module
+
+        if "flow" not in self.nets:
+            raise EbmkitError(f"train.flow_from is set but train.mode {self.preset.train.mode!r} has no flow")
+        other, _ = load_model(source, self.device, supported=("coopflow",), command="train.flow_from")
+        if "flow" not in other.nets or other.shape != self.shape:
+            raise EbmkitError(f"{source} holds no flow for examples of shape {self.shape}")
+        self.load_components({k: m.state_dict() for k, m in other.components().items() if k.startswith("flow")}
+                             | {k: m.state_dict() for k, m in self.components().items() if not k.startswith("flow")},
+                             f"{source} (train.flow_from)")
+
     # ------------------------------------------------------------------------------ schedule
     def phase(self) -> str:
         """What iteration `self.step` trains: "pretrain" (flow MLE on data), "warmup" (the EBM alone),
