@@ -5,7 +5,8 @@
 1. Sampler overhead: K Langevin steps through ebmkit.langevin, divided by K forward+backward passes of
    the same energy network on the same batch (the floor of gradient-based MCMC).
 2. The engine against a plain hand-written loop (torch.autograd.grad + the update) on the same network.
-3. Scaling of the time of K steps with K, batch size and resolution (table and plot).
+3. Scaling of the time of K steps with K, batch size and resolution (table, and the plot
+   benchmarks/results/langevin_<device>_scaling.png).
 4. Table 5.8: seconds per 100 samples of the cdrl-cifar10 architecture (6 levels x 15 steps, and
    8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so; on CUDA with the torch
    update, the Triton kernel, kernel + CUDA graphs, and + bf16 autocast.
@@ -98,6 +99,26 @@ def table_5_8(device, batch: int, repeats: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def scaling_plot(rows: list[dict], path: Path) -> None:
+    """Seconds of a chain against K, batch size and resolution, each with the other two at 15 / 16 / 16."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = {"steps": 15, "batch": 16, "resolution": 16}
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.8))
+    for ax, key in zip(axes, base):
+        pts = sorted((r[key], r["seconds"]) for r in rows if all(r[k] == v for k, v in base.items() if k != key))
+        ax.plot(*zip(*pts), "o-")
+        ax.set_xlabel({"steps": "Langevin steps K", "batch": "batch size", "resolution": "resolution (px)"}[key])
+        ax.set_ylabel("seconds")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
@@ -135,6 +156,7 @@ def main() -> None:
         print(f"  {variant:20s} " + ", ".join(f"{k}: {v:.2f}" for k, v in row.items()))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"langevin_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
+    scaling_plot(report["scaling"], RESULTS / f"langevin_{device.type}_scaling.png")
 
 
 if __name__ == "__main__":

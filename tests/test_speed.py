@@ -119,3 +119,17 @@ def test_ebmkit_speed_adjusts_a_stored_model(tmp_path, monkeypatch):
     monkeypatch.setenv("EBMKIT_SPEED", "autocast=fp8")
     with pytest.raises(EbmkitError, match=r"with EBMKIT_SPEED\): speed.autocast"):
         load_model(path)
+
+
+def test_channels_last_coopflow_matches_contiguous():
+    """On CUDA every image model's networks go channels-last; the flow's squeezes and splits must not care."""
+    torch.manual_seed(0)
+    preset = load_preset("coopflow-digits", ["langevin.steps=3", "train.pretrain_iterations=0", "train.warmup_iterations=0"])
+    plain = build_method(preset, (1, 8, 8))
+    plain.nets["flow"](torch.rand(16, 1, 8, 8) * 2 - 1)  # ActNorm's data-dependent initialisation
+    plain.ema.load_state_dict(plain.nets.state_dict())
+    cl = build_method(preset, (1, 8, 8))
+    cl.load_components({k: v.state_dict() for k, v in plain.components().items()}, "test")
+    cl.use_channels_last()
+    a, b = (m.sample(8, torch.Generator().manual_seed(0)) for m in (plain, cl))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
