@@ -856,6 +856,41 @@ def eval_psnr(
         out.print(f"PSNR {report['psnr_mean']:.2f} dB (mean of {len(values)} pairs)")
 
 
+@eval_app.command("poses")
+def eval_poses(
+    model: Annotated[Path, typer.Option(help="NeRF-LEBM model trained with inference.poses = 'unknown'.")],
+    data: Annotated[str, typer.Option(help="Posed built-in set NAME[:SPLIT].")] = "scenes:test",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N images.")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
+    after the rotation (and reflection) that best aligns the model's frame with the true one."""
+    from ebmkit.data import load_dataset
+    from ebmkit.data.files import builtin_spec
+    from ebmkit.methods import load_model
+    from ebmkit.metrics.poses import pose_report
+    from ebmkit.train import setup_ranks
+
+    method, step = load_model(model, setup_ranks(device).device, supported=("nerf_lebm",), command="eval poses")
+    spec = builtin_spec(data)
+    if spec is None:
+        raise EbmkitError(f"--data {data}: give a built-in posed set such as scenes:test")
+    posed = load_dataset(spec[0], split=spec[1], image_size=method.shape[-1])
+    if posed.poses is None:
+        raise EbmkitError(f"--data {data} has no true camera poses to compare with")
+    n = len(posed.x) if limit is None else min(limit, len(posed.x))
+    report = {"model": str(model), "step": step, "data": data,
+              **pose_report(method.infer_poses(posed.x[:n].float() / 255), posed.poses[:n].float())}
+    if as_json:
+        print(json.dumps(report))
+        return
+    raw, al, a = report["azimuth_error_deg"], report["aligned_azimuth_error_deg"], report["alignment"]
+    out.print(f"azimuth error over {n} images: mean {raw['mean']:.1f} deg, median {raw['median']:.1f} (chance: mean 90); "
+              f"aligned (offset {a['offset_deg']:.0f} deg{', reflected' if a['reflected'] else ''}): "
+              f"mean {al['mean']:.1f}, median {al['median']:.1f}, {100 * al['within_30deg']:.0f}% within 30 deg")
+
+
 @eval_app.command("auroc")
 def eval_auroc(
     in_scores: Annotated[Path, typer.Option("--in-scores", help="Scores of in-distribution inputs (CSV with a 'score' column, or one number per line).")],

@@ -24,7 +24,7 @@ TINY_EBM = ["latents.shape.hidden=8", "latents.appearance.hidden=8"]
 
 def method_of(name, extra=()):
     torch.manual_seed(0)
-    preset = load_preset(name, TINY + (TINY_EBM if name == "nerf-lebm-scenes" else []) + list(extra))
+    preset = load_preset(name, TINY + (TINY_EBM if name.startswith("nerf-lebm-scenes") else []) + list(extra))
     data = load_dataset("scenes", split="train", image_size=32, views=3, num_objects=6)
     m = build_method(preset, (3, 32, 32))
     m.check_data(data)
@@ -77,7 +77,8 @@ def test_prior_langevin_is_eq_3_10_as_coded(monkeypatch):
 @pytest.mark.parametrize("name,extra", [("nerf-lebm-scenes", ["inference.kind=mcmc", "inference.steps=2"]),
                                         ("nerf-lebm-scenes", []), ("nerf-lebm-scenes-gaussian", []),
                                         ("nerf-vae-scenes", []),
-                                        ("nerf-vae-scenes", ["inference.poses=unknown", "generator.arch=film"])])
+                                        ("nerf-vae-scenes", ["inference.poses=unknown", "generator.arch=film"]),
+                                        ("nerf-lebm-scenes-nopose", [])])
 def test_train_step_losses_are_finite_and_priors_learn_only_from_eq_3_7(name, extra):
     m, data = method_of(name, extra)
     batch = m.make_batch(data, torch.arange(4))
@@ -150,6 +151,21 @@ def test_cli_train_sample_grids_and_novel_view(tmp_path):
     assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
     r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--out", tmp_path / "out")
     assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_eval_poses(tmp_path):
+    """`eval poses` reads the encoder's vMF means of an unknown-pose model; a known-pose model has none."""
+    run = tmp_path / "nopose"
+    ebmkit("train", "--preset", "nerf-lebm-scenes-nopose", "--run-dir", run, "--quiet", *set_args(TINY + TINY_EBM),
+           check=True)
+    r = ebmkit("eval", "poses", "--model", run / "model.safetensors", "--limit", 12, "--json", check=True)
+    report = json.loads(r.stdout)
+    assert report["num"] == 12
+    assert all(0 <= report[k]["mean"] <= 180 for k in ("azimuth_error_deg", "aligned_azimuth_error_deg"))
+    known = tmp_path / "known"
+    ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(TINY), check=True)
+    r = ebmkit("eval", "poses", "--model", known / "model.safetensors")
+    assert r.returncode == 2 and "known camera poses" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("name,table_3_3", [

@@ -304,6 +304,18 @@ class NeRFLEBM(Method):
                 progress(1)
         return z.detach()
 
+    @torch.no_grad()
+    def infer_poses(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """(N, 2) camera poses (elevation, azimuth) in radians of images (N, 3, S, S) in [0, 1]: the mean
+        directions of the EMA encoder's vMF posteriors (models trained with inference.poses = "unknown")."""
+        encoder = self.ema["encoder"] if "encoder" in self.ema else None
+        if encoder is None or encoder.pose is None:
+            raise EbmkitError("this model was trained with known camera poses: it has no pose posterior "
+                              "(inference.poses = 'unknown' trains one)")
+        out = [vmf.angle_of(encoder(images[i:i + batch_size].to(self.device))[1]).cpu()
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out)
+
     # ------------------------------------------------------------------------------ sampling
     def random_poses(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(num, 1, 2) poses for generation: azimuth uniform, elevation uniform in render.elevation."""

@@ -1,0 +1,48 @@
+"""Camera poses inferred without pose supervision (sec. 3.4.4) against the true ones.
+
+A model trained without poses picks its own azimuth frame: any rotation of it (and its mirror image)
+explains the data equally well. So besides the raw circular error we report the error after the one
+rotation, with or without reflection, that best aligns the inferred azimuths with the true ones.
+"""
+
+import math
+
+import torch
+
+from ebmkit.nerf.vmf import angle_of, unit_of
+
+
+def wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Angles -> (-pi, pi]."""
+    return math.pi - torch.remainder(math.pi - angle, 2 * math.pi)
+
+
+def circular_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """|pred - true| on the circle, in [0, pi], elementwise (radians)."""
+    return wrap(pred - true).abs()
+
+
+def aligned(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
+    """pred mapped into true's frame: s * pred + offset with s = +1 or -1 (reflection) and the offset
+    the circular mean of true - s * pred; the s with the smaller mean error. -> (mapped, offset, reflected)."""
+    best = None
+    for s in (1.0, -1.0):
+        offset = angle_of(unit_of(true - s * pred).mean(0))
+        mapped = wrap(s * pred + offset)
+        err = circular_error(mapped, true).mean()
+        if best is None or err < best[0]:
+            best = (err, mapped, float(offset), s < 0)
+    return best[1], best[2], best[3]
+
+
+def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
+    """Azimuth errors in degrees of pred (N, 2) against true (N, 2), both (elevation, azimuth) in radians."""
+    az, az_true = pred[:, 1].double(), true[:, 1].double()
+    raw = circular_error(az, az_true).rad2deg()
+    mapped, offset, reflected = aligned(az, az_true)
+    err = circular_error(mapped, az_true).rad2deg()
+    return {"num": len(pred),
+            "azimuth_error_deg": {"mean": float(raw.mean()), "median": float(raw.median())},
+            "aligned_azimuth_error_deg": {"mean": float(err.mean()), "median": float(err.median()),
+                                          "within_30deg": float((err <= 30).double().mean())},
+            "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected}}

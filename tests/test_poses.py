@@ -1,0 +1,34 @@
+"""Circular errors of inferred camera poses (sec. 3.4.4), against cases computed by hand."""
+
+import math
+
+import torch
+
+from ebmkit.metrics.poses import aligned, circular_error, pose_report, wrap
+
+
+def test_wrap_and_circular_error_by_hand():
+    a = torch.tensor([0.0, math.pi, -math.pi, 3 * math.pi / 2, 7.0], dtype=torch.float64)
+    torch.testing.assert_close(wrap(a), torch.tensor([0.0, math.pi, math.pi, -math.pi / 2, 7.0 - 2 * math.pi],
+                                                     dtype=torch.float64))
+    err = circular_error(torch.tensor([math.radians(350.0), 0.1]), torch.tensor([math.radians(10.0), -0.1]))
+    torch.testing.assert_close(err, torch.tensor([math.radians(20.0), 0.2]))
+
+
+def test_alignment_undoes_a_rotation_and_a_reflection():
+    true = torch.rand(50, dtype=torch.float64) * 2 * math.pi - math.pi
+    for s, offset in [(1.0, 1.3), (-1.0, -2.0)]:
+        pred = wrap(s * (true - offset))  # the model's own frame: rotated, maybe mirrored
+        mapped, found, reflected = aligned(pred, true)
+        assert reflected == (s < 0)
+        assert circular_error(mapped, true).max() < 1e-9
+
+
+def test_pose_report_in_degrees():
+    true = torch.tensor([[0.3, math.radians(a)] for a in (0.0, 90.0, 180.0, -90.0)], dtype=torch.float64)
+    pred = true.clone()
+    pred[:, 1] += math.radians(30.0)  # every azimuth off by 30 degrees, elevation ignored
+    r = pose_report(pred, true)
+    assert math.isclose(r["azimuth_error_deg"]["mean"], 30.0, abs_tol=1e-9)
+    assert r["aligned_azimuth_error_deg"]["mean"] < 1e-9 and r["aligned_azimuth_error_deg"]["within_30deg"] == 1.0
+    assert math.isclose(r["alignment"]["offset_deg"], -30.0, abs_tol=1e-9) and not r["alignment"]["reflected"]
