@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ebmkit.data.scenes import (APPEARANCE_PARAMS, ELEVATION_DEG, SHAPE_PARAMS, SHAPE_RANGES, load_scenes,
-                                read_carla, read_srn_cars, render, srn_to_poses)
+                                read_carla, read_srn_cars, render, cameras_to_poses)
 from ebmkit.data import scenes as scenes_module
 from ebmkit.errors import EbmkitError
-from ebmkit.nerf.camera import FOV_DEG, RADIUS, look_at, pose_rays
+from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
 
 OBJECTS, VIEWS = 12, 6
 
@@ -210,20 +210,20 @@ def test_srn_errors_name_the_missing_file(srn_root, tmp_path):
         read_srn_cars(root)
 
 
-def test_srn_poses_in_a_z_up_world_and_refusals():
+def test_camera_poses_in_a_z_up_world_and_refusals():
     poses = torch.tensor([[0.3, 0.5], [0.6, 4.0]])
-    converted, radius = srn_to_poses(_to_srn(poses, 2.0, axes=(0, 1, 2)))
+    converted, radius = cameras_to_poses(_to_srn(poses, 2.0, axes=(0, 1, 2)))
     assert torch.allclose(converted, poses, atol=1e-6) and radius == pytest.approx(2.0)
     c2w = _to_srn(poses, 1.3)
     roll = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)  # 90 degrees
     rolled = c2w.clone()
     rolled[:, :3, :3] = c2w[:, :3, :3] @ roll
     with pytest.raises(EbmkitError, match="roll"):
-        srn_to_poses(rolled)
+        cameras_to_poses(rolled)
     farther = c2w.clone()
     farther[1, :3, 3] *= 1.5
     with pytest.raises(EbmkitError, match="one sphere"):
-        srn_to_poses(farther)
+        cameras_to_poses(farther)
 
 
 def test_carla_reader(tmp_path):
@@ -240,3 +240,19 @@ def test_carla_reader(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EbmkitError, match="no PNG images"):
         read_carla(tmp_path / "empty")
+
+
+def test_carla_reader_with_graf_extrinsics(tmp_path):
+    """GRAF's layout (carla/*.png beside carla_poses/NAME_extrinsics.npy, 3x4 OpenGL camera-to-world)."""
+    poses = torch.tensor([[0.2, 0.4], [0.9, 3.0], [0.5, 5.5]], dtype=torch.float64)
+    position = camera_position(poses[:, 0], poses[:, 1], 10.0)
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    (tmp_path / "carla_poses").mkdir()
+    for i, (rot, t) in enumerate(zip(look_at(position), position)):
+        _write_png(tmp_path / "carla" / f"{i:06d}.png", rgba)
+        np.save(tmp_path / "carla_poses" / f"{i:06d}_extrinsics.npy", torch.cat([rot, t[:, None]], 1).numpy())
+    cars = read_carla(tmp_path)
+    assert torch.allclose(cars.poses.double(), poses, atol=1e-5) and cars.radius == pytest.approx(10.0)
+    (tmp_path / "carla_poses" / "000001_extrinsics.npy").unlink()
+    with pytest.raises(EbmkitError, match=r"000001_extrinsics.npy is missing"):
+        read_carla(tmp_path)

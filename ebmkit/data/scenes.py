@@ -33,7 +33,8 @@ Incomplete images (sec. 3.5.7). `masked=True` removes one random rectangle per i
 of the image, centred in the middle 40%) and fills it with Gaussian noise, as in the thesis; `masks` holds
 M = 1 on observed pixels and `complete` the images before masking, to score recovery.
 
-Real data, never downloaded: `read_carla` reads GRAF's Carla folder of PNG images (poses unknown) and
+Real data, never downloaded: `read_carla` reads GRAF's Carla folder of PNG images (with the camera
+extrinsics when they are there) and
 `read_srn_cars` reads SRN's ShapeNet cars (<object>/rgb/*.png, pose/*.txt camera-to-world, intrinsics.txt),
 converting the poses to (elevation, azimuth) and the camera distance and field of view.
 """
@@ -399,7 +400,8 @@ def load_scenes(split: str = "train", image_size: int = 32, views: int | None = 
 
 # --- real data on disk ------------------------------------------------------------------------------
 
-CARLA_EXPECTED = "GRAF's Carla images (carla/*.png from carla.zip)"
+CARLA_EXPECTED = ("GRAF's Carla images (carla/*.png from carla.zip) and, for known poses, "
+                  "carla_poses/*_extrinsics.npy")
 SRN_EXPECTED = ("SRN's ShapeNet cars: cars_train/ (and cars_val/, cars_test/), each holding one folder per car "
                 "with rgb/*.png, pose/*.txt (4x4 camera-to-world) and intrinsics.txt")
 
@@ -430,16 +432,37 @@ def _read_pngs(files: list[Path], size: int | None) -> torch.Tensor:
 
 
 def read_carla(root: str | Path, image_size: int | None = None, num_objects: int | None = None) -> SceneSet:
-    """GRAF's Carla cars: one image per car in `root` or `root`/carla (sorted by name), poses unknown."""
+    """GRAF's Carla cars: one image per car (sorted by name) in root/imgs, root/carla or root, and, when a
+    poses folder (root/poses, root/carla_poses or a carla_poses beside the images) exists, each image's
+    3x4 OpenGL camera-to-world matrix NAME_extrinsics.npy, converted to (elevation, azimuth); else the
+    poses are unknown."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise EbmkitError(f"Carla folder {root} not found: put {CARLA_EXPECTED} there")
-    folder = root / "carla" if (root / "carla").is_dir() else root
+    folder = next(f for f in (root / "imgs", root / "carla", root) if f.is_dir())
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".png")[:num_objects]
     if not files:
         raise EbmkitError(f"no PNG images in {folder}: put {CARLA_EXPECTED} there")
     images = _read_pngs(files, image_size)
-    return SceneSet("carla", images, torch.arange(len(images)), None)
+    pose_dir = next((d for d in (root / "poses", root / "carla_poses", folder.parent / "carla_poses") if d.is_dir()), None)
+    if pose_dir is None:
+        return SceneSet("carla", images, torch.arange(len(images)), None)
+    poses, radius = cameras_to_poses(torch.stack([_carla_pose(pose_dir / f"{f.stem}_extrinsics.npy") for f in files]),
+                                     opencv=False)
+    return SceneSet("carla", images, torch.arange(len(images)), poses, radius=radius)
+
+
+def _carla_pose(path: Path) -> torch.Tensor:
+    """(4, 4) float64 camera-to-world matrix from GRAF's 3x4 (or 4x4) extrinsics .npy."""
+    if not path.is_file():
+        raise EbmkitError(f"{path} is missing: each Carla image NAME.png needs NAME_extrinsics.npy beside the others")
+    try:
+        m = np.load(path)
+    except (OSError, ValueError) as e:
+        raise EbmkitError(f"cannot read {path}: {e}") from None
+    if m.shape not in ((3, 4), (4, 4)):
+        raise EbmkitError(f"{path} holds an array of shape {m.shape}: expected a 3x4 camera-to-world matrix")
+    return torch.cat([torch.from_numpy(m[:3]).double(), torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)])
 
 
 def _srn_split(root: Path, split: str) -> Path:
@@ -484,24 +507,26 @@ def _up_frame(axis: int, sign: int) -> torch.Tensor:
     return torch.stack([x, torch.linalg.cross(up, x), up])
 
 
-def srn_to_poses(cam2world: torch.Tensor, tol: float = 1e-2) -> tuple[torch.Tensor, float]:
-    """SRN camera-to-world matrices (N, 4, 4) (OpenCV cameras: x right, y down, z forward) -> poses
-    float32 (N, 2) (elevation, azimuth) under camera.py's convention, and the mean camera distance.
-    The world's up axis is whichever signed coordinate axis makes every camera a camera.py look-at camera
-    (pointing at the origin, no roll); it becomes camera.py's z and the next axis in cyclic order (x after
-    z, y after x, z after y) its x. Raises EbmkitError when no axis fits or the distances differ."""
+def cameras_to_poses(cam2world: torch.Tensor, opencv: bool = True, tol: float = 1e-2) -> tuple[torch.Tensor, float]:
+    """Camera-to-world matrices (N, 4, 4) -> poses float32 (N, 2) (elevation, azimuth) under camera.py's
+    convention, and the mean camera distance. Cameras are OpenCV's (x right, y down, z forward; SRN) or,
+    with opencv=False, OpenGL's (x right, y up, z back; GRAF's Carla). The world's up axis is whichever
+    signed coordinate axis makes every camera a camera.py look-at camera (pointing at the origin, no roll);
+    it becomes camera.py's z and the next axis in cyclic order (x after z, y after x, z after y) its x.
+    Raises EbmkitError when no axis fits or the distances differ."""
     position = cam2world[:, :3, 3]                                         # (N, 3)
-    gl = cam2world[:, :3, :3] * torch.tensor([1.0, -1.0, -1.0], dtype=cam2world.dtype)  # columns right, up, back
+    flip = [1.0, -1.0, -1.0] if opencv else [1.0, 1.0, 1.0]
+    gl = cam2world[:, :3, :3] * torch.tensor(flip, dtype=cam2world.dtype)  # columns right, up, back
     frames = [_up_frame(axis, sign) for axis in (2, 1, 0) for sign in (1, -1)]
     errors = [(look_at(position @ f.T) - f @ gl).abs().amax().item() for f in frames]
     error = min(errors)
     p = position @ frames[errors.index(error)].T                           # (N, 3) in camera.py's frame
     distance = p.norm(dim=-1)
     if error > tol:
-        raise EbmkitError(f"SRN cameras are not look-at cameras without roll (off by {error:.3g}): "
+        raise EbmkitError(f"the cameras are not look-at cameras without roll (off by {error:.3g}): "
                           "they cannot be written as (elevation, azimuth)")
     if (distance.max() - distance.min()) > 0.05 * distance.mean():
-        raise EbmkitError(f"SRN cameras lie at distances {distance.min():.3g} to {distance.max():.3g}, not on one "
+        raise EbmkitError(f"the cameras lie at distances {distance.min():.3g} to {distance.max():.3g}, not on one "
                           "sphere: they cannot be written as (elevation, azimuth)")
     poses = torch.stack([torch.asin(p[:, 2] / distance), torch.atan2(p[:, 1], p[:, 0]) % (2 * math.pi)], -1)
     return poses.float(), distance.mean().item()
@@ -510,7 +535,7 @@ def srn_to_poses(cam2world: torch.Tensor, tol: float = 1e-2) -> tuple[torch.Tens
 def read_srn_cars(root: str | Path, split: str = "train", image_size: int | None = None,
                   views: int | None = None, num_objects: int | None = None) -> SceneSet:
     """SRN ShapeNet cars of one split: the first `views` images (sorted by name; default all) of the first
-    `num_objects` cars (sorted by folder name; default all), with poses converted by srn_to_poses."""
+    `num_objects` cars (sorted by folder name; default all), with poses converted by cameras_to_poses."""
     check_split("srn-cars", split, ("train", "val", "test"))
     folder = _srn_split(Path(root).expanduser(), split)
     cars = sorted(d for d in folder.iterdir() if (d / "rgb").is_dir())[:num_objects]
@@ -525,6 +550,6 @@ def read_srn_cars(root: str | Path, split: str = "train", image_size: int | None
         fovs.append(_srn_intrinsics(car))
     if max(fovs) - min(fovs) > 1e-3:
         raise EbmkitError(f"SRN cars under {folder} have different fields of view ({min(fovs):.4g} to {max(fovs):.4g})")
-    poses, radius = srn_to_poses(torch.stack(matrices))
+    poses, radius = cameras_to_poses(torch.stack(matrices))
     return SceneSet("srn-cars", _read_pngs(files, image_size), torch.tensor(objects), poses,
                     fov_deg=fovs[0], radius=radius)
