@@ -8,7 +8,7 @@ fn on private copies of `inputs` (after two warm-up runs on a side stream, with 
 back afterwards, so warm-up consumes no randomness), and every time it copies `inputs` into those
 copies and replays. So fn must read every tensor that changes between calls from its arguments and
 draw its randomness from `generator` (or torch's default CUDA generator). If capture fails, the key
-runs eagerly from then on and the reason is logged once.
+runs eagerly from then on and the reason is logged (once per key).
 
 `emulate=True` runs the same bookkeeping on any device without CUDA: "capture" keeps fn and its input
 copies, "replay" calls that first fn on the copies. Tests use it to check that a function obeys the

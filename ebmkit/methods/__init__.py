@@ -37,8 +37,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         raise EbmkitError(f"{path} holds a '{name}' model; {command} supports: {ok}")
     try:
         stored = json.loads(meta["preset"])
-        preset = presets.validate(presets.apply_overrides(stored["preset"], presets.speed_overrides()),
-                                  f"stored in {path} (with EBMKIT_SPEED)" if presets.speed_overrides() else f"stored in {path}")
+        speed = presets.speed_overrides()
+        preset = presets.validate(presets.apply_overrides(stored["preset"], speed),
+                                  f"stored in {path}" + (" (with EBMKIT_SPEED)" if speed else ""))
         shape = tuple(stored["shape"])
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise EbmkitError(f"{path}: unreadable preset metadata ({e})") from None

@@ -229,7 +229,7 @@ class CDRL(Method):
             if self.graphs is None or observed is not None:
                 x = step(x, *labels)
             else:  # one CUDA graph per level and batch shape, replayed for every later batch
-                key = (level, num, steps, scale, guidance, guide is not None, len(labels), use_ema, id(generator))
+                key = (level, num, steps, scale, guidance, len(labels), use_ema, id(generator))
                 x = self.graphs.run(key, step, (x, *labels), generator)
             out.append(x)
         x0 = self.tweedie(nets["ebm"], x, guide)
