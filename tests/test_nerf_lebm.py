@@ -74,6 +74,16 @@ def test_prior_langevin_is_eq_3_10_as_coded(monkeypatch):
     assert torch.allclose(z, z0.detach() + 0.5 * 0.5**2 * grad, atol=1e-6)
 
 
+def test_samples_are_in_model_space():
+    """`sample` returns [-1, 1] like every method (renders are [0, 1]): eval fid, --eval-every and
+    `ebmkit sample` convert with from_model_space, so [0, 1] samples would be scored washed out."""
+    m, _ = method_of("nerf-lebm-scenes")
+    x = m.sample(3, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    z, poses = m.prior_samples(3, generator=g), m.random_poses(3, g)
+    assert torch.allclose(x, 2 * m.render_images(z, poses)[0][:, 0] - 1, atol=1e-6)
+
+
 @pytest.mark.parametrize("name,extra", [("nerf-lebm-scenes", ["inference.kind=mcmc", "inference.steps=2"]),
                                         ("nerf-lebm-scenes", []), ("nerf-lebm-scenes-gaussian", []),
                                         ("nerf-vae-scenes", []),

@@ -343,10 +343,11 @@ class NeRFLEBM(Method):
 
     def sample_levels(self, num: int, generator: torch.Generator | None = None, use_ema: bool = True,
                       poses: torch.Tensor | None = None, **kw) -> list[torch.Tensor]:
-        """[images (num, 3, S, S) in [0, 1]]: z from the priors, a random pose each (or `poses` (num, 2))."""
+        """[images (num, 3, S, S) in model space, [-1, 1], like every method's samples; the renders
+        themselves are in [0, 1]]: z from the priors, a random pose each (or `poses` (num, 2))."""
         z = self.prior_samples(num, generator=generator)
         poses = self.random_poses(num, generator) if poses is None else poses[:, None]
-        return [self.render_images(z, poses, use_ema)[0][:, 0]]
+        return [2 * self.render_images(z, poses, use_ema)[0][:, 0] - 1]
 
     def grid(self, kind: str, rows: int, cols: int, generator: torch.Generator | None = None,
              use_ema: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,7 +374,7 @@ class NeRFLEBM(Method):
         return rgb[:, 0], ((inv_depth[:, 0] - lo) / (hi - lo)).clamp(0, 1).expand(-1, 3, -1, -1)
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
-        viz.save_grid(2 * self.sample(self.preset.train.num_preview, generator) - 1, path)
+        viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)
 
 
 def pick(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
