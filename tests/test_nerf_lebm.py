@@ -102,6 +102,16 @@ def test_train_step_losses_are_finite_and_priors_learn_only_from_eq_3_7(name, ex
     assert any(p.grad is not None and p.grad.any() for p in m.nets["gen"].parameters())
 
 
+def test_prior_sample_energies_are_logged_for_the_guard(monkeypatch):
+    """energy_neg_* = -f(z^-): runaway prior chains show up as an energy spike the guard acts on."""
+    m, data = method_of("nerf-lebm-scenes")
+    z_neg = 50 * torch.randn(4, 2, 4)
+    monkeypatch.setattr(m, "prior_samples", lambda *a, **k: z_neg)
+    _, metrics = m.train_step(m.make_batch(data, torch.arange(4)), m.nets)
+    for i, name in enumerate(("prior_s", "prior_a")):
+        assert torch.allclose(metrics[f"energy_neg_{name}"], -m.nets[name](z_neg[:, i]).mean())
+
+
 def test_persistent_chains_move_only_for_the_batch_objects():
     m, data = method_of("nerf-lebm-scenes")
     before = m.nets["latents"].z.detach().clone()

@@ -259,6 +259,7 @@ class NeRFLEBM(Method):
                     f_pos, f_neg = nets[name](z_pos[:, i]), nets[name](z_neg[:, i])
                     losses[name] = f_neg.mean() - f_pos.mean()                  # Eq. 3.7 / 3.8
                     metrics[f"energy_{name}"] = -f_pos.detach().mean()
+                    metrics[f"energy_neg_{name}"] = -f_neg.detach().mean()      # the guard sees runaway prior chains
         return losses, metrics
 
     # ------------------------------------------------------------------------------ unseen objects (sec. 3.5.6)

@@ -1,0 +1,55 @@
+"""How much a better latent prior could buy on the domain-FID of Table 3.4, for persistent-MCMC
+NeRF-LEBM models (one latent chain per training object).
+
+    python benchmarks/nerf_prior_gap.py runs/nerf-scenes-compare/nerf-lebm-scenes-noise1/model.safetensors [...]
+
+For each model, domain-FID of random renders (random poses, as `ebmkit eval fid`) with latents from:
+the model's own prior (what `ebmkit eval fid` scores), the training objects' posterior latents (a
+prior that matched the aggregate posterior exactly), and a Gaussian with the posterior latents' mean
+and per-dimension spread. The gap between the first and the second is what the EBM prior has left to learn.
+"""
+
+import argparse
+
+import torch
+
+from ebmkit.data import from_config, from_model_space
+from ebmkit.methods import load_model
+from ebmkit.metrics.fid import feature_space, stats_of
+from ebmkit.metrics.frechet import frechet_distance
+
+
+def renders(method, z: torch.Tensor, poses: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """uint8 images of latents z (N, 2, dim) from poses (N, 1, 2)."""
+    x = torch.cat([method.render_images(z[i:i + batch], poses[i:i + batch])[0][:, 0] for i in range(0, len(z), batch)])
+    return from_model_space(2 * x - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--num", type=int, default=800)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for path in args.models:
+        method, step = load_model(path)
+        if "latents" not in method.nets:
+            raise SystemExit(f"{path}: not a persistent-MCMC model (no per-object latents)")
+        data = from_config(method.preset.data)
+        space = feature_space("auto", data.name, data.shape[-1], method.device)
+        ref = stats_of(space, data.x, f"{data.name}:train")
+        gen = torch.Generator().manual_seed(args.seed)
+        post = method.nets["latents"].z.detach()                                    # (objects, 2, dim)
+        poses = method.random_poses(args.num, gen)
+        latents = {
+            "prior": method.prior_samples(args.num, generator=gen),
+            "posterior latents": post[torch.randint(0, len(post), (args.num,), generator=gen)],
+            "Gaussian fitted to them": post.mean(0) + post.std(0) * torch.randn((args.num, *post.shape[1:]), generator=gen),
+        }
+        fids = {k: frechet_distance(stats_of(space, renders(method, z, poses), k), ref) for k, z in latents.items()}
+        print(f"{path} (step {step}): domain-FID, {args.num} renders vs {data.name}:train: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in fids.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
