@@ -13,7 +13,8 @@ import argparse
 
 import torch
 
-from ebmkit.data import from_config, from_model_space
+from ebmkit.data import from_config
+from ebmkit.data.scenes import to_uint8
 from ebmkit.methods import load_model
 from ebmkit.metrics.fid import feature_space, stats_of
 from ebmkit.metrics.frechet import frechet_distance
@@ -22,7 +23,7 @@ from ebmkit.metrics.frechet import frechet_distance
 def renders(method, z: torch.Tensor, poses: torch.Tensor, batch: int = 100) -> torch.Tensor:
     """uint8 images of latents z (N, 2, dim) from poses (N, 1, 2)."""
     x = torch.cat([method.render_images(z[i:i + batch], poses[i:i + batch])[0][:, 0] for i in range(0, len(z), batch)])
-    return from_model_space(2 * x - 1)
+    return to_uint8(x)
 
 
 def main() -> None:
