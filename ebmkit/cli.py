@@ -319,11 +319,11 @@ def inpaint(
     with Progress(console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("inpainting", total=len(x) * num)
         filled = method.inpaint(x, m, num, gen, batch_size=batch_size, progress=lambda n: bar.advance(task, n),
-                                **kw)                                                # (N, num, C, H, W)
+                                **kw).cpu()                                          # (N, num, C, H, W)
+    x, m = x.cpu(), m.cpu()
     m_rows = m.expand(len(x), *m.shape[1:])[:, None].expand_as(filled)
     observed_mse = float(((filled - x[:, None]) ** 2 * m_rows).sum() / m_rows.sum().clamp(min=1))
-    filled = keep_observed(x[:, None].expand_as(filled), m_rows, filled).cpu()     # paste the observation
-    x, m = x.cpu(), m.cpu()
+    filled = keep_observed(x[:, None].expand_as(filled), m_rows, filled)          # paste the observation
     masked = torch.where(m.bool(), x, torch.zeros_like(x))                         # holes in mid-grey
     rows = torch.cat([x[:, None], masked[:, None], filled], 1)                     # Fig. 5.7 layout
     written = _write_images(rows.flatten(0, 1), out_path, None, nrow=num + 2, npz=filled)

@@ -15,8 +15,9 @@ generator's residual network (CoopFlow reconstruction, sec. 4.4.3).
 
 The update itself is ebmkit.kernels.langevin_update: a fused Triton kernel on CUDA, plain torch
 elsewhere (EBMKIT_KERNELS=torch forces it). The loop has no Python loop over samples and no
-host-device synchronisation, so a whole chain can be captured in a CUDA graph (ebmkit.graphs): under
-capture the Triton kernel reads its noise from a tensor drawn with `generator` instead of a host seed.
+host-device synchronisation, so a whole chain can be captured in a CUDA graph (ebmkit.graphs): the
+Triton kernel's Philox seed is drawn with `generator` as a device tensor, so a replayed chain draws a
+fresh seed and matches the eager chain of the same generator state.
 `autocast` (e.g. torch.bfloat16) evaluates the log density under autocast; x, the gradient and the
 update stay in x's dtype.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ebmkit.kernels import backend, langevin_update, torch_ref
+from ebmkit.kernels import backend, langevin_update, philox_seed, torch_ref
 
 Tensor = torch.Tensor
 
@@ -61,13 +62,9 @@ def langevin(
     (inpainting); `project(x, k)`, any other projection, is called after step k (0-based).
     """
     obs, mask = observed if observed is not None else (None, None)
-    seed, tensor_noise = None, False
+    seed = None
     if noise_weight != 0.0 and not differentiable and backend(x0) == "triton":
-        if x0.is_cuda and torch.cuda.is_current_stream_capturing():  # a host seed would be frozen into the graph
-            tensor_noise = True
-        else:  # one Philox seed per chain
-            device = generator.device if generator is not None else x0.device
-            seed = int(torch.randint(2**62, (), generator=generator, device=device))
+        seed = philox_seed(generator, x0.device)  # one per chain, a device tensor (graph-safe)
     kw = dict(step_size=step_size, noise_weight=noise_weight, anchor=anchor, precision=anchor_precision,
               drift_clamp=drift_clamp, clamp=clamp, mask=mask, observed=obs, generator=generator)
     x = x0 if differentiable and x0.requires_grad else x0.detach()
@@ -82,8 +79,7 @@ def langevin(
             if differentiable:
                 x = torch_ref.langevin_update(x, grad, **kw)
         if not differentiable:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if tensor_noise else None
-            x = langevin_update(x.detach(), grad, **kw, noise=noise, seed=seed, step=k)
+            x = langevin_update(x.detach(), grad, **kw, seed=seed, step=k)
         if project is not None:
             x = project(x, k)
         if record:

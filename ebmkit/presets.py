@@ -94,8 +94,10 @@ class Conditioning(Strict):
 
 class Guard(Strict):
     """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or (from
-    iteration `spike_after`) |energy| above `spike_factor` times its running mean (floored at 1), restore the last good state and
-    multiply the learning rates by `lr_factor`."""
+    iteration `spike_after`) |energy| above `spike_factor` times its running mean as of the last good
+    snapshot (floored at 1), restore that snapshot and multiply the learning rates by `lr_factor`. The
+    reference is frozen between snapshots so that a chain running away a few percent per step, which a
+    running mean would follow, is still caught."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6

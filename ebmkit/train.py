@@ -178,7 +178,8 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
-        return copy.deepcopy({"step": self.step, "components": {k: m.state_dict() for k, m in self.method.components().items()},
+        return copy.deepcopy({"step": self.step, "energy_scale": self.energy_scale,
+                              "components": {k: m.state_dict() for k, m in self.method.components().items()},
                               "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}})
 
     def _restore(self, snap: dict) -> None:
@@ -292,8 +293,9 @@ class Trainer:
             reason = "non-finite value"
         elif energy > g.max_abs_energy:
             reason = f"|energy| {energy:.3g} above guard.max_abs_energy"
-        elif self.energy_scale and self.step >= g.spike_after and energy > g.spike_factor * max(self.energy_scale, 1.0):
-            reason = f"|energy| {energy:.3g} is {energy / self.energy_scale:.0f}x its running mean"
+        elif (ref := self.snapshot["energy_scale"] or self.energy_scale) and self.step >= g.spike_after \
+                and energy > g.spike_factor * max(ref, 1.0):
+            reason = f"|energy| {energy:.3g} is {energy / ref:.0f}x its running mean at the last snapshot"
         bad = torch.tensor(float(bool(reason)))
         if self.ranks.world > 1:  # every rank takes the same decision
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)

@@ -21,11 +21,30 @@ def test_langevin_matches_cpu_in_float64():
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-10)
 
 
-def test_train_and_sample_on_cuda(tmp_path):
-    preset = load_preset("cdrl-checkerboard", ["train.iterations=20", "train.ckpt_every=10", "train.sample_every=20"])
+NERF_TINY = ["generator.width=16", "generator.depth=2", "generator.skip=1", "render.num_samples=6",
+             "render.rays_per_image=16", "latents.dim=4", "latents.prior_steps=2", "data.num_objects=6",
+             "data.views=3", "train.batch_size=4", "inference.test_steps=2", "train.num_preview=4"]
+COOPFLOW_TINY = ["flow.hidden=16", "flow.num_couplings=2", "ebm.hidden=16", "ebm.num_layers=2", "langevin.steps=3",
+                 "train.batch_size=32", "data.num_points=640"]
+CDRL_IMAGE_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "init.base_channels=8", "init.channel_mult=[1, 2]",
+                   "init.num_res_blocks=1", "init.attn_resolutions=[]", "sampler.steps=2", "train.batch_size=16"]
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("cdrl-checkerboard", []),
+    ("cdrl-shapes-cond", CDRL_IMAGE_TINY),
+    ("coopflow-spiral", COOPFLOW_TINY),
+    ("nerf-lebm-scenes", NERF_TINY),
+    ("nerf-lebm-scenes-nopose", NERF_TINY),
+    ("nerf-vae-scenes", NERF_TINY)])
+def test_every_method_trains_previews_and_samples_on_cuda(tmp_path, name, overrides):
+    """A few iterations on CUDA with the preview (CUDA generators throughout), then sampling a stored model."""
+    preset = load_preset(name, overrides + ["train.iterations=4", "train.ckpt_every=2", "train.sample_every=4",
+                                            "train.log_every=1"])
     model = train(preset, tmp_path / "run", device="cuda", quiet=True)
     from ebmkit.methods import load_model
 
     method, step = load_model(model, "cuda")
-    x = method.sample(100, torch.Generator("cuda").manual_seed(0))
-    assert step == 20 and x.shape == (100, 2) and torch.isfinite(x).all()
+    x = method.sample(8, torch.Generator("cuda").manual_seed(0))
+    assert step == 4 and method.device.type == "cuda" and len(x) == 8 and torch.isfinite(x).all()
+    assert (tmp_path / "run" / "samples").is_dir()

@@ -146,6 +146,8 @@ def test_philox_noise_is_standard_normal_and_fresh_each_step():
     assert abs(corr(z0.flatten()[:-1], z0.flatten()[1:])) < 0.02  # neighbouring elements
     assert abs(corr(z0, z1)) < 0.02  # successive steps
     assert torch.equal(tk().langevin_update(x0, x0, **kw, seed=7, step=0), z0.float())
+    seed_tensor = torch.tensor([7], device=DEVICE)  # read by the kernel, as a graph-captured chain does
+    assert torch.equal(tk().langevin_update(x0, x0, **kw, seed=seed_tensor, step=0), z0.float())
     assert not torch.equal(tk().langevin_update(x0, x0, **kw, seed=8, step=0), z0.float())
     half = tk().langevin_update(x0, x0, step_size=torch.full((100,), 2.0, device=DEVICE), noise_weight=0.25,
                                 seed=7, step=0)

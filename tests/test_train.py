@@ -150,6 +150,27 @@ def test_guard_catches_an_energy_spike(tmp_path, monkeypatch, spike_after):
         assert len(guard) == 1 and "running mean" in guard[0]["reason"] and guard[0]["restored"] == 20
 
 
+def test_guard_catches_a_gradual_runaway(tmp_path, monkeypatch):
+    """Energies growing 25% per step, as a prior chain running away: a running mean follows them (it stays
+    ~20x behind), the running mean frozen at the last snapshot does not."""
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=60", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=25", "guard.spike_after=0"])
+    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
+    real_step = trainer.method.train_step
+
+    def running_away(batch, nets):  # until the first rollback
+        losses, metrics = real_step(batch, nets)
+        scale = 5.0 * 1.25 ** max(0, trainer.step - 25) if trainer.rollbacks == 0 else 5.0
+        return losses, {k: v * 0 + scale if k.startswith("energy") else v for k, v in metrics.items()}
+
+    monkeypatch.setattr(trainer.method, "train_step", running_away)
+    trainer.run()
+    guard = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"guard"' in x]
+    assert len(guard) == 1 and "at the last snapshot" in guard[0]["reason"]
+    assert guard[0]["restored"] == 25 and guard[0]["step"] == 25 + 21  # 1.25^21 > 100
+    assert trainer.step == 60
+
+
 def test_guard_catches_exploding_energy(tmp_path):
     preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=3", "guard.max_abs_energy=1e-9",
                                                       "guard.max_rollbacks=2"])

@@ -53,6 +53,14 @@ def backend(x: Tensor | None = None) -> str:
     return "triton" if choice == "auto" and on_cuda and dtype_ok and _triton_imports() else "torch"
 
 
+def philox_seed(generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """A Philox seed for the Triton update, drawn with `generator` (default: torch's for `device`) as a
+    one-element int64 tensor on `device`: on CUDA it never visits the host, so drawing it neither waits
+    for the device nor freezes one value into a captured CUDA graph."""
+    where = generator.device if generator is not None else device
+    return torch.randint(2**62, (1,), generator=generator, device=where).to(device)
+
+
 def langevin_update(
     x: Tensor,
     grad: Tensor,
@@ -66,7 +74,7 @@ def langevin_update(
     mask: Tensor | None = None,
     observed: Tensor | None = None,
     noise: Tensor | None = None,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     step: int = 0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -75,8 +83,9 @@ def langevin_update(
     step_size, precision: float or (B,) tensor; anchor like x (precision unused without it); drift_clamp
     c; clamp (lo, hi), either may be None; mask (0/1, broadcastable to x, e.g. (B, 1, H, W)) and
     observed (like x) go together. Noise eps, when noise_weight != 0: `noise` if given; else a function
-    of (seed, step) (Philox in Triton, a seeded torch generator in torch; the two differ); with no seed,
-    Triton draws one from the CPU generator `generator` (default: torch's), torch draws eps with it.
+    of (seed, step) (Philox in Triton, a seeded torch generator in torch; the two differ), seed an int or
+    a one-element int64 tensor; with no seed, Triton draws one with `philox_seed`, torch draws eps with
+    `generator`.
     """
     if (mask is None) != (observed is None):
         raise EbmkitError("langevin_update: mask and observed go together")
@@ -86,8 +95,8 @@ def langevin_update(
         from ebmkit.kernels import triton_langevin
 
         if seed is None and noise is None and noise_weight != 0.0:
-            seed = int(torch.randint(2**62, (), generator=generator))  # on the host: no device sync
-        return triton_langevin.langevin_update(x, grad, **kw, seed=seed or 0, step=step)
+            seed = philox_seed(generator, x.device)
+        return triton_langevin.langevin_update(x, grad, **kw, seed=0 if seed is None else seed, step=step)
     if seed is not None and noise is None:
-        generator = torch.Generator(x.device).manual_seed(hash((seed, step)) & (2**63 - 1))
+        generator = torch.Generator(x.device).manual_seed(hash((int(seed), step)) & (2**63 - 1))
     return torch_ref.langevin_update(x, grad, **kw, generator=generator)

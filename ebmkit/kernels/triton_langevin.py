@@ -10,6 +10,8 @@ float32, float16 and bfloat16 inputs.
 
 eps is read from a tensor, or drawn in the kernel with Philox: eps[i] = randn(seed, step * numel + i),
 a counter that differs across elements and across steps, so successive steps get independent noise.
+The seed is read from a one-element device tensor, so a chain captured in a CUDA graph draws a fresh
+seed from its generator at every replay, exactly as the eager chain does.
 Channels-last 4-D inputs are updated in their own memory order (no copies), with i the element's
 logical (B, C, H, W) index wherever the layout matters (Philox counter, shared masks): the same seed
 gives the same result in either layout.
@@ -26,14 +28,14 @@ Tensor = torch.Tensor
 BLOCK_SIZE = 1024
 
 
-@triton.jit(do_not_specialize=["seed", "counter_base"])
+@triton.jit(do_not_specialize=["counter_base"])
 def _langevin_kernel(
     x_ptr, grad_ptr, out_ptr,             # flat (numel,)
     numel, per_sample,                    # per_sample = numel // B elements in each sample
     channels, spatial,                    # C and H * W, used only by CHANNELS_LAST
     s_val, s_ptr, s_stride,               # step size: s_val, or s_ptr[b * s_stride] (stride 0: one value)
     anchor_ptr, p_val, p_ptr, p_stride,   # anchor (numel,); precision given like the step size
-    noise_weight, noise_ptr, seed, counter_base,  # eps: noise_ptr (numel,), or Philox(seed, counter_base + i)
+    noise_weight, noise_ptr, seed_ptr, counter_base,  # eps: noise_ptr (numel,), or Philox(*seed_ptr, counter_base + i)
     drift_clamp, lo, hi,
     mask_ptr, obs_ptr, mask_inner,        # mask (numel,), or (B, mask_inner) shared by channels; obs (numel,)
     S_TENSOR: tl.constexpr, ANCHOR: tl.constexpr, P_TENSOR: tl.constexpr, NOISE: tl.constexpr,
@@ -66,7 +68,7 @@ def _langevin_kernel(
     x = x + drift
     if NOISE:
         if PHILOX:
-            eps = tl.randn(seed, counter_base + logical)
+            eps = tl.randn(tl.load(seed_ptr), counter_base + logical)
         else:
             eps = tl.load(noise_ptr + i, mask=inb).to(tl.float32)
         x = x + noise_weight * s * eps
@@ -118,13 +120,14 @@ def langevin_update(
     mask: Tensor | None = None,
     observed: Tensor | None = None,
     noise: Tensor | None = None,
-    seed: int = 0,
+    seed: int | Tensor = 0,
     step: int = 0,
 ) -> Tensor:
     """One step from x (B, ...) with grad = grad_x f(x) (like x); returns the new x (a new tensor).
 
     step_size, precision: float or (B,) tensor. mask (0/1, broadcastable to x) and observed (like x) go
-    together. noise: eps like x; when None, Philox noise from (seed, step).
+    together. noise: eps like x; when None, Philox noise from (seed, step), seed an int or a one-element
+    int64 tensor on x's device (a tensor needs no host-to-device copy, so it can be drawn inside a graph).
     """
     fmt = _memory_format(x)
     x = x.contiguous(memory_format=fmt)
@@ -140,16 +143,19 @@ def langevin_update(
     lo, hi = clamp if clamp is not None else (None, None)
     lo, hi = float("-inf") if lo is None else float(lo), float("inf") if hi is None else float(hi)
     mask_t, inner = _flat_mask(mask, x, fmt) if mask is not None else (x, 0)
+    philox = noise_weight != 0.0 and noise is None
+    if philox and not isinstance(seed, Tensor):
+        seed = torch.tensor([seed], dtype=torch.int64, device=x.device)
     _langevin_kernel[(triton.cdiv(numel, BLOCK_SIZE),)](
         x, flat(grad), out,
         numel, numel // x.shape[0], channels, spatial,
         s_val, s_t, s_stride,
         x if anchor is None else flat(anchor), p_val, p_t, p_stride,
-        float(noise_weight), x if noise is None else flat(noise), seed, step * numel,
+        float(noise_weight), x if noise is None else flat(noise), seed if philox else x, step * numel,
         0.0 if drift_clamp is None else float(drift_clamp), lo, hi,
         mask_t, x if observed is None else flat(observed), inner,
         S_TENSOR=s_tensor, ANCHOR=anchor is not None, P_TENSOR=p_tensor and anchor is not None,
-        NOISE=noise_weight != 0.0, PHILOX=noise is None, DRIFT_CLAMP=drift_clamp is not None,
+        NOISE=noise_weight != 0.0, PHILOX=philox, DRIFT_CLAMP=drift_clamp is not None,
         CLAMP=clamp is not None, MASK=mask is not None, MASK_BCAST=inner > 0,
         CHANNELS_LAST=fmt == torch.channels_last, BLOCK_SIZE=BLOCK_SIZE,
     )

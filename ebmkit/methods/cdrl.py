@@ -320,7 +320,7 @@ class CDRL(Method):
         if data.kind == "points":
             n = 2000
             levels = self.sample_levels(n, generator)
-            idx = torch.randperm(len(data), generator=generator)[:n]
+            idx = torch.randperm(len(data), generator=generator, device=generator.device)[:n].cpu()
             viz.levels_figure_2d(self, data.model_space(idx).to(self.device), levels, path, generator)
         else:
             viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)

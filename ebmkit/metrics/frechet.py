@@ -2,16 +2,16 @@
 
     d^2 = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
 
-The matrix square root and its numerical safeguards are clean-fid's (`cleanfid.fid.frechet_distance`).
+computed in float64 with the safeguards clean-fid uses: a product S_1 S_2 too near singular for a finite
+square root gets 1e-6 I added to both covariances, and the root's imaginary round-off is dropped. (Not
+clean-fid's own function: it passes `disp` to scipy's sqrtm, which newer scipy no longer accepts.)
 """
 
-import contextlib
-import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from cleanfid.fid import frechet_distance as _cleanfid_frechet
+import scipy.linalg
 
 
 @dataclass
@@ -31,8 +31,17 @@ def feature_stats(feats: np.ndarray, features: str, source: str) -> FeatureStats
     return FeatureStats(feats.mean(0), np.cov(feats, rowvar=False), len(feats), features, source)
 
 
-def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """clean-fid's computation; its note on near-singular covariances goes to stderr, not into --json output."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's LinAlgWarning for rank-deficient covariances
-        return float(_cleanfid_frechet(a.mu, a.sigma, b.mu, b.sigma))
+        return scipy.linalg.sqrtm(m)
+
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """d^2 of the module docstring between the two fitted Gaussians."""
+    root = _sqrtm(a.sigma @ b.sigma)
+    if not np.isfinite(root).all():
+        offset = 1e-6 * np.eye(len(a.mu))
+        root = _sqrtm((a.sigma + offset) @ (b.sigma + offset))
+    diff = a.mu - b.mu
+    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(root.real))
