@@ -408,10 +408,6 @@ class NeRFLatents(Strict):
     prior_step_size: PositiveFloat = 0.5        # delta- (Table 3.3)
     prior_noise: Annotated[float, Field(ge=0)] = 1.0  # MCMC noise weight (Table 3.3)
     prior_samples: PositiveInt = 50             # prior chains per update (authors' code)
-    # Our guard, not the thesis's: clamp each coordinate of a prior step's drift to [-c, c] (None: off).
-    # A prior grown steep overshoots at step delta-, its chains land where f is low, and learning
-    # there steepens it further; clamped drift breaks that loop.
-    prior_drift_clamp: PositiveFloat | None = None
 
 
 class NeRFInference(Strict):

@@ -191,8 +191,7 @@ class NeRFLEBM(Method):
             return z0
         steps = lat.prior_steps if steps is None else steps
         return langevin(lambda z: self.log_prior(z, nets), z0, step_size=lat.prior_step_size, steps=steps,
-                        noise_weight=lat.prior_noise, drift_clamp=lat.prior_drift_clamp, generator=generator,
-                        autocast=self.autocast).x
+                        noise_weight=lat.prior_noise, generator=generator, autocast=self.autocast).x
 
     # ------------------------------------------------------------------------------ inference
     def random_pixels(self, b: int, v: int) -> torch.Tensor:
