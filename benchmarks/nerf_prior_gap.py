@@ -7,6 +7,11 @@ For each model, domain-FID of random renders (random poses, as `ebmkit eval fid`
 the model's own prior (what `ebmkit eval fid` scores), the training objects' posterior latents (a
 prior that matched the aggregate posterior exactly), and a Gaussian with the posterior latents' mean
 and per-dimension spread. The gap between the first and the second is what the EBM prior has left to learn.
+
+A domain-FID of 800 renders moves by several points from one seed (latents and poses) to the next, so
+`--seeds 0,1,2,3` repeats every measurement per seed and prints each seed's value, the mean and the
+standard deviation. Seeds are shared across models: seed k draws the same poses (and the same chain
+starts) for every model, so the models can be compared seed by seed.
 """
 
 import argparse
@@ -30,8 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="+")
     parser.add_argument("--num", type=int, default=800)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     for path in args.models:
         method, step = load_model(path)
         if "latents" not in method.nets:
@@ -39,17 +45,23 @@ def main() -> None:
         data = from_config(method.preset.data)
         space = feature_space("auto", data.name, data.shape[-1], method.device)
         ref = stats_of(space, data.x, f"{data.name}:train")
-        gen = torch.Generator().manual_seed(args.seed)
         post = method.nets["latents"].z.detach()                                    # (objects, 2, dim)
-        poses = method.random_poses(args.num, gen)
-        latents = {
-            "prior": method.prior_samples(args.num, generator=gen),
-            "posterior latents": post[torch.randint(0, len(post), (args.num,), generator=gen)],
-            "Gaussian fitted to them": post.mean(0) + post.std(0) * torch.randn((args.num, *post.shape[1:]), generator=gen),
-        }
-        fids = {k: frechet_distance(stats_of(space, renders(method, z, poses), k), ref) for k, z in latents.items()}
-        print(f"{path} (step {step}): domain-FID, {args.num} renders vs {data.name}:train: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in fids.items()), flush=True)
+        fids = {}
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(seed)
+            poses = method.random_poses(args.num, gen)
+            latents = {
+                "prior": method.prior_samples(args.num, generator=gen),
+                "posterior latents": post[torch.randint(0, len(post), (args.num,), generator=gen)],
+                "Gaussian fitted to them": post.mean(0) + post.std(0) * torch.randn((args.num, *post.shape[1:]), generator=gen),
+            }
+            for k, z in latents.items():
+                fids.setdefault(k, []).append(frechet_distance(stats_of(space, renders(method, z, poses), k), ref))
+        print(f"{path} (step {step}): domain-FID, {args.num} renders vs {data.name}:train, seeds {args.seeds}")
+        for k, v in fids.items():
+            t = torch.tensor(v)
+            spread = f" +- {t.std():.1f}" if len(v) > 1 else ""
+            print(f"  {k:24s} " + " ".join(f"{x:6.2f}" for x in v) + f"   mean {t.mean():.2f}{spread}", flush=True)
 
 
 if __name__ == "__main__":
