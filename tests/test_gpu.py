@@ -3,7 +3,13 @@
 import pytest
 import torch
 
+from conftest import SHAPES_TINY
+from test_coopflow import TINY_2D
+from test_nerf_lebm import TINY as NERF_TINY
+from test_nerf_lebm import TINY_EBM
+
 from ebmkit.langevin import langevin
+from ebmkit.methods import load_model
 from ebmkit.presets import load_preset
 from ebmkit.train import train
 
@@ -21,29 +27,18 @@ def test_langevin_matches_cpu_in_float64():
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-10)
 
 
-NERF_TINY = ["generator.width=16", "generator.depth=2", "generator.skip=1", "render.num_samples=6",
-             "render.rays_per_image=16", "latents.dim=4", "latents.prior_steps=2", "data.num_objects=6",
-             "data.views=3", "train.batch_size=4", "inference.test_steps=2", "train.num_preview=4"]
-COOPFLOW_TINY = ["flow.hidden=16", "flow.num_couplings=2", "ebm.hidden=16", "ebm.num_layers=2", "langevin.steps=3",
-                 "train.batch_size=32", "data.num_points=640"]
-CDRL_IMAGE_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "init.base_channels=8", "init.channel_mult=[1, 2]",
-                   "init.num_res_blocks=1", "init.attn_resolutions=[]", "sampler.steps=2", "train.batch_size=16"]
-
-
 @pytest.mark.parametrize("name, overrides", [
     ("cdrl-checkerboard", []),
-    ("cdrl-shapes-cond", CDRL_IMAGE_TINY),
-    ("coopflow-spiral", COOPFLOW_TINY),
-    ("nerf-lebm-scenes", NERF_TINY),
-    ("nerf-lebm-scenes-nopose", NERF_TINY),
+    ("cdrl-shapes-cond", SHAPES_TINY),
+    ("coopflow-spiral", TINY_2D),
+    ("nerf-lebm-scenes", NERF_TINY + TINY_EBM),
+    ("nerf-lebm-scenes-nopose", NERF_TINY + TINY_EBM),
     ("nerf-vae-scenes", NERF_TINY)])
 def test_every_method_trains_previews_and_samples_on_cuda(tmp_path, name, overrides):
     """A few iterations on CUDA with the preview (CUDA generators throughout), then sampling a stored model."""
     preset = load_preset(name, overrides + ["train.iterations=4", "train.ckpt_every=2", "train.sample_every=4",
                                             "train.log_every=1"])
     model = train(preset, tmp_path / "run", device="cuda", quiet=True)
-    from ebmkit.methods import load_model
-
     method, step = load_model(model, "cuda")
     x = method.sample(8, torch.Generator("cuda").manual_seed(0))
     assert step == 4 and method.device.type == "cuda" and len(x) == 8 and torch.isfinite(x).all()
