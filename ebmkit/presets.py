@@ -42,6 +42,7 @@ class Conditioning(Strict):
     attributes: list[str] = []                      # attribute names ("attributes" kind, sec. 5.4.6)
     attribute_values: list[list[str]] = []          # value names per attribute; empty: all binary (false, true)
     label_dropout: Unit = 0.1                       # null-class rate for classifier-free guidance
+    conditional_init: bool | None = None            # label the initializer too; unset: only for "class" (sec. 5.4.6)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -56,7 +57,16 @@ class Conditioning(Strict):
             raise ValueError("attribute_values needs one list of at least 2 values per attribute")
         if self.kind == "none" and (self.num_classes or self.attributes):
             raise ValueError("kind 'none' takes no num_classes or attributes")
+        if self.kind == "none" and self.conditional_init:
+            raise ValueError("kind 'none' has no labels for a conditional initializer")
         return self
+
+    @property
+    def init_conditional(self) -> bool:
+        """Whether the initializer takes labels: class models always; attribute models only when asked,
+        since sec. 5.4.6 pairs the attribute EBM with an unconditional initializer (and notes that a
+        conditional one, as in sec. 5.3.5, is possible)."""
+        return self.kind == "class" if self.conditional_init is None else self.conditional_init
 
     @property
     def values(self) -> list[list[str]]:

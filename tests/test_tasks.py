@@ -12,7 +12,7 @@ from conftest import ebmkit
 from ebmkit.data import load_dataset, to_model_space
 from ebmkit.data.masks import box_mask, irregular_mask, read_mask
 from ebmkit.errors import EbmkitError
-from ebmkit.methods import load_model
+from ebmkit.methods import build_method, load_model
 from ebmkit.methods.cdrl import Guide
 from ebmkit.presets import load_preset
 
@@ -34,6 +34,21 @@ def test_guide_is_eq_5_9_and_5_12(labels, w):
     expected = (w + 1) * sum((c + 1) * s for c in labels) - (m * (w + 1) - 1) * s
     assert torch.allclose(guide.combine(LabelNet(), x, torch.zeros(5)), expected, atol=1e-5)
 
+
+
+def test_attribute_models_label_the_initializer_only_when_asked():
+    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
+    plain = build_method(load_preset("cdrl-shapes-compose", tiny), (3, 16, 16))        # sec. 5.4.6
+    assert not plain.preset.conditioning.init_conditional and plain.nets["init"].temb.label_proj is None
+    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.conditional_init=true"]), (3, 16, 16))
+    assert method.nets["init"].temb.label_proj is not None
+    x, t = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    labels = method.attribute_labels({0: 1, 1: 2}, 4)
+    guide = Guide(labels, 3.0, 4, "cpu")
+    g, _ = method.propose(method.nets["init"], x, t, None, guide=guide)  # the initializer means, combined by Eq. 5.12
+    assert torch.allclose(g, guide.combine(method.nets["init"], x, method.levels.logsnr[t + 1]))
+    with pytest.raises(EbmkitError, match="no labels for a conditional initializer"):
+        load_preset("cdrl-checkerboard", ["conditioning.conditional_init=true"])
 
 def test_attribute_labels_and_names():
     cond = load_preset("cdrl-shapes-compose").conditioning

@@ -75,8 +75,7 @@ class CDRL(Method):
     def build_networks(self) -> dict[str, nn.Module]:
         p, shape = self.preset, self.shape
         num_labels = p.conditioning.num_labels
-        # Attribute models pair a conditional EBM with an unconditional initializer (sec. 5.4.6).
-        init_labels = num_labels if p.conditioning.kind == "class" else 0
+        init_labels = num_labels if p.conditioning.init_conditional else 0
         e, i = p.ebm, p.init
         if e.arch == "resnet":
             ebm = EBMResNet(shape[0], e.channels, e.num_res_blocks, e.temb_dim, e.spectral_norm, num_labels)
@@ -113,7 +112,7 @@ class CDRL(Method):
             label = offsets[which] + value
         drop = torch.rand(len(label), device=self.device) < cond.label_dropout
         label = torch.where(drop, torch.zeros_like(label), label)
-        return label, label if cond.kind == "class" else None
+        return label, label if cond.init_conditional else None
 
     def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
                label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
@@ -147,9 +146,11 @@ class CDRL(Method):
     def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
                 generator: torch.Generator | None = None, guide: "Guide | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 5.4: mean g_phi(x_{t+1}; t) and a draw of N(g, sigma-tilde_t^2 I) in y-space; with a
-        class-conditional initializer and `guide`, the guided mean of Eq. 5.10."""
+        conditional initializer and `guide`, the guided mean of Eq. 5.10; with M > 1 attribute labels the
+        same combination of means, which is the mean of the Gaussian product of experts in the manner of
+        Eq. 5.12 (its coefficients sum to 1)."""
         logsnr = self.levels.logsnr[t + 1]
-        if guide is not None and self.preset.conditioning.kind == "class":
+        if guide is not None and self.preset.conditioning.init_conditional:
             g = guide.combine(init, x_next, logsnr)
         else:
             g = init(x_next, logsnr, label)
