@@ -8,7 +8,7 @@ Every model infers each object's latents from its first `--shots` views (same se
 and ray subsets where the models agree in size) and renders the others; an object's PSNR is the mean
 over its unseen views. Prints each model's mean and, against the first model, the mean paired difference
 with its standard error and how many objects the first model wins. Writes
-benchmarks/results/nerf_novel_views.json.
+benchmarks/results/nerf_novel_views_{shots}shot.json.
 """
 
 import argparse
@@ -55,7 +55,7 @@ def main() -> None:
                      f"first better on {row['first_wins']}/{len(d)}")
         report["models"][m] = row
         print(line, flush=True)
-    out = Path(__file__).parent / "results" / "nerf_novel_views.json"
+    out = Path(__file__).parent / "results" / f"nerf_novel_views_{args.shots}shot.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 
