@@ -62,7 +62,7 @@ class Conditioning(Strict):
         return self
 
     @property
-    def init_conditional(self) -> bool:
+    def init_takes_labels(self) -> bool:
         """Whether the initializer takes labels: class models always; attribute models only when asked,
         since sec. 5.4.6 pairs the attribute EBM with an unconditional initializer (and notes that a
         conditional one, as in sec. 5.3.5, is possible)."""

@@ -39,7 +39,7 @@ def test_guide_is_eq_5_9_and_5_12(labels, w):
 def test_attribute_models_label_the_initializer_only_when_asked():
     tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
     plain = build_method(load_preset("cdrl-shapes-compose", tiny), (3, 16, 16))        # sec. 5.4.6
-    assert not plain.preset.conditioning.init_conditional and plain.nets["init"].temb.label_proj is None
+    assert not plain.preset.conditioning.init_takes_labels and plain.nets["init"].temb.label_proj is None
     method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.conditional_init=true"]), (3, 16, 16))
     assert method.nets["init"].temb.label_proj is not None
     x, t = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])

@@ -75,7 +75,7 @@ class CDRL(Method):
     def build_networks(self) -> dict[str, nn.Module]:
         p, shape = self.preset, self.shape
         num_labels = p.conditioning.num_labels
-        init_labels = num_labels if p.conditioning.init_conditional else 0
+        init_labels = num_labels if p.conditioning.init_takes_labels else 0
         e, i = p.ebm, p.init
         if e.arch == "resnet":
             ebm = EBMResNet(shape[0], e.channels, e.num_res_blocks, e.temb_dim, e.spectral_norm, num_labels)
@@ -112,7 +112,7 @@ class CDRL(Method):
             label = offsets[which] + value
         drop = torch.rand(len(label), device=self.device) < cond.label_dropout
         label = torch.where(drop, torch.zeros_like(label), label)
-        return label, label if cond.init_conditional else None
+        return label, label if cond.init_takes_labels else None
 
     def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
                label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
@@ -150,7 +150,7 @@ class CDRL(Method):
         same combination of means, which is the mean of the Gaussian product of experts in the manner of
         Eq. 5.12 (its coefficients sum to 1)."""
         logsnr = self.levels.logsnr[t + 1]
-        if guide is not None and self.preset.conditioning.init_conditional:
+        if guide is not None and self.preset.conditioning.init_takes_labels:
             g = guide.combine(init, x_next, logsnr)
         else:
             g = init(x_next, logsnr, label)
