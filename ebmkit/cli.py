@@ -865,7 +865,8 @@ def eval_poses(
     as_json: JsonOpt = False,
 ):
     """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
-    after the rotation (and reflection) that best aligns the model's frame with the true one."""
+    after the rotation (and reflection) that best aligns the model's frame with the true one; and how much
+    of the view's axis (azimuth modulo 180 degrees) the inferred azimuth explains."""
     from ebmkit.data import load_dataset
     from ebmkit.data.files import builtin_spec
     from ebmkit.methods import load_model
@@ -888,7 +889,8 @@ def eval_poses(
     raw, al, a = report["azimuth_error_deg"], report["aligned_azimuth_error_deg"], report["alignment"]
     out.print(f"azimuth error over {n} images: mean {raw['mean']:.1f} deg, median {raw['median']:.1f} (chance: mean 90); "
               f"aligned (offset {a['offset_deg']:.0f} deg{', reflected' if a['reflected'] else ''}): "
-              f"mean {al['mean']:.1f}, median {al['median']:.1f}, {100 * al['within_30deg']:.0f}% within 30 deg")
+              f"mean {al['mean']:.1f}, median {al['median']:.1f}, {100 * al['within_30deg']:.0f}% within 30 deg; "
+              f"view axis explained (R^2): cos 2az {report['view_axis_r2']['cos2']:.2f}, sin 2az {report['view_axis_r2']['sin2']:.2f}")
 
 
 @eval_app.command("auroc")

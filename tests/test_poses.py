@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ebmkit.metrics.poses import aligned, circular_error, pose_report, wrap
+from ebmkit.metrics.poses import aligned, axis_r2, circular_error, pose_report, wrap
 
 
 def test_wrap_and_circular_error_by_hand():
@@ -32,3 +32,14 @@ def test_pose_report_in_degrees():
     assert math.isclose(r["azimuth_error_deg"]["mean"], 30.0, abs_tol=1e-9)
     assert r["aligned_azimuth_error_deg"]["mean"] < 1e-9 and r["aligned_azimuth_error_deg"]["within_30deg"] == 1.0
     assert math.isclose(r["alignment"]["offset_deg"], -30.0, abs_tol=1e-9) and not r["alignment"]["reflected"]
+
+
+def test_view_axis_r2_sees_a_pose_known_up_to_front_and_back():
+    g = torch.Generator().manual_seed(0)
+    true = torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi - math.pi
+    full = axis_r2(wrap(true + 1.0), true)                     # the whole pose, in another frame
+    assert full["cos2"] > 1 - 1e-9 and full["sin2"] > 1 - 1e-9
+    side_on = axis_r2(0.5 * (2 * true).cos(), true)            # only how side-on the view is, on an arc
+    assert side_on["cos2"] > 0.99 and side_on["sin2"] < 0.01
+    unrelated = axis_r2(torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi, true)
+    assert abs(unrelated["cos2"]) < 0.01 and abs(unrelated["sin2"]) < 0.01

@@ -3,6 +3,11 @@
 A model trained without poses picks its own azimuth frame: any rotation of it (and its mirror image)
 explains the data equally well. So besides the raw circular error we report the error after the one
 rotation, with or without reflection, that best aligns the inferred azimuths with the true ones.
+
+A model can also learn part of the pose. Cars look nearly alike from the front and the back, so the
+view's axis (the azimuth modulo 180 degrees) is what the images show most plainly: cos 2 theta (side-on
+against end-on) and sin 2 theta (which diagonal, which needs left told from right). `axis_r2` says how
+much of each the inferred azimuths explain, whatever their frame.
 """
 
 import math
@@ -35,6 +40,18 @@ def aligned(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, float
     return best[1], best[2], best[3]
 
 
+def axis_r2(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    """R^2 of the least-squares fits of cos 2 true and sin 2 true (N,) on the first two harmonics of
+    pred (N,) (an intercept, cos, sin of pred and of 2 pred): 1 if the view's axis is a function of the
+    inferred azimuth, about 0 if unrelated."""
+    design = torch.stack([torch.ones_like(pred), pred.cos(), pred.sin(), (2 * pred).cos(), (2 * pred).sin()], 1)
+    out = {}
+    for name, y in (("cos2", (2 * true).cos()), ("sin2", (2 * true).sin())):
+        fit = design @ torch.linalg.lstsq(design, y[:, None]).solution
+        out[name] = float(1 - (y - fit[:, 0]).pow(2).sum() / (y - y.mean()).pow(2).sum())
+    return out
+
+
 def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
     """Azimuth errors in degrees of pred (N, 2) against true (N, 2), both (elevation, azimuth) in radians."""
     az, az_true = pred[:, 1].double(), true[:, 1].double()
@@ -45,4 +62,5 @@ def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
             "azimuth_error_deg": {"mean": float(raw.mean()), "median": float(raw.median())},
             "aligned_azimuth_error_deg": {"mean": float(err.mean()), "median": float(err.median()),
                                           "within_30deg": float((err <= 30).double().mean())},
-            "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected}}
+            "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected},
+            "view_axis_r2": axis_r2(az, az_true)}
