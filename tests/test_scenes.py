@@ -11,9 +11,12 @@ from PIL import Image
 
 from ebmkit.data.scenes import (APPEARANCE_PARAMS, ELEVATION_DEG, SHAPE_PARAMS, SHAPE_RANGES, load_scenes,
                                 read_carla, read_srn_cars, render, cameras_to_poses)
+from ebmkit.data import load_dataset
 from ebmkit.data import scenes as scenes_module
 from ebmkit.errors import EbmkitError
+from ebmkit.metrics.fid import resolve_reference
 from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
+from ebmkit.presets import SceneData
 
 OBJECTS, VIEWS = 12, 6
 
@@ -256,3 +259,15 @@ def test_carla_reader_with_graf_extrinsics(tmp_path):
     (tmp_path / "carla_poses" / "000001_extrinsics.npy").unlink()
     with pytest.raises(EbmkitError, match=r"000001_extrinsics.npy is missing"):
         read_carla(tmp_path)
+
+
+def test_fid_reference_of_masked_real_data_is_the_complete_images(tmp_path):
+    """Table 3.6 scores generation from incomplete data against complete images, not masked ones."""
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[2:6, 2:6] = (0, 0, 255, 255)
+    for name in ("a.png", "b.png"):
+        _write_png(tmp_path / "carla" / name, rgba)
+    cfg = SceneData(name="carla", path=str(tmp_path), image_size=8, masked=True)
+    assert torch.equal(resolve_reference(None, cfg).images(), read_carla(tmp_path, image_size=8).images)
+    assert not torch.equal(load_dataset("carla", str(tmp_path), image_size=8, masked=True).x,
+                           read_carla(tmp_path, image_size=8).images)

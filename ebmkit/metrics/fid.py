@@ -39,7 +39,8 @@ def resolve_reference(ref: str | None, data_cfg=None, image_size: int | None = N
         if data_cfg.name in DOMAIN_SETS:
             ref = data_cfg.name
         else:
-            return Reference(f"{data_cfg.name}:train", images=lambda: from_config(data_cfg, "train").x)
+            complete = data_cfg.model_copy(update={"masked": False}) if getattr(data_cfg, "masked", False) else data_cfg
+            return Reference(f"{data_cfg.name}:train", images=lambda: from_config(complete, "train").x)  # Table 3.6: unmasked
     builtin = builtin_spec(ref)
     if builtin:
         return Reference(":".join(builtin), builtin=builtin[0], images=lambda: load_images(ref, image_size))
