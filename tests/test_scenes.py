@@ -15,6 +15,7 @@ from ebmkit.data import load_dataset
 from ebmkit.data import scenes as scenes_module
 from ebmkit.errors import EbmkitError
 from ebmkit.metrics.fid import resolve_reference
+from ebmkit.metrics.novel_view import novel_view_psnr
 from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
 from ebmkit.presets import SceneData
 
@@ -271,3 +272,24 @@ def test_fid_reference_of_masked_real_data_is_the_complete_images(tmp_path):
     assert torch.equal(resolve_reference(None, cfg).images(), read_carla(tmp_path, image_size=8).images)
     assert not torch.equal(load_dataset("carla", str(tmp_path), image_size=8, masked=True).x,
                            read_carla(tmp_path, image_size=8).images)
+
+
+def test_novel_views_from_masked_views_are_scored_against_complete_images():
+    """The given views reach inference masked, with their masks; every rendering is scored against the complete image."""
+    scenes = load_scenes("test", 32, num_objects=2, masked=True)
+    seen = {}
+
+    class Echo:  # a stand-in model that renders the complete views
+        device = "cpu"
+
+        def infer_objects(self, images, poses, masks, **kw):
+            seen["images"], seen["masks"] = images, masks
+            return torch.zeros(len(images), 2, 1)
+
+        def render_images(self, z, poses):
+            return scenes.complete.view(len(z), -1, 3, 32, 32).float() / 255, None
+
+    r = novel_view_psnr(Echo(), scenes.to_dataset(), shots=2, num_objects=2, complete=scenes.complete)
+    assert torch.equal(seen["images"], scenes.images.view(2, -1, 3, 32, 32)[:, :2].float() / 255)
+    assert torch.equal(seen["masks"], scenes.masks.view(2, -1, 1, 32, 32)[:, :2]) and (seen["masks"] == 0).any()
+    assert math.isinf(r["psnr"]) and math.isinf(r["psnr_given_views"])

@@ -20,16 +20,17 @@ def views_by_object(data: Dataset, num_objects: int, shots: int) -> list[torch.T
 
 
 def novel_view_psnr(method, data: Dataset, shots: int = 2, num_objects: int = 20, steps: int | None = None,
-                    generator: torch.Generator | None = None, progress=None) -> dict:
+                    generator: torch.Generator | None = None, progress=None, complete: torch.Tensor | None = None) -> dict:
     """Mean PSNR (peak 1, images in [0, 1]) of the rendered unseen views and of the given views
-    (reconstruction), over objects that keep all their views; the inputs are each object's first views."""
+    (reconstruction), over objects that keep all their views; the inputs are each object's first views.
+    For incomplete images (data.masks), `complete` (uint8, like data.x) holds the images to score against."""
     groups = views_by_object(data, num_objects, shots)
     count = min(len(g) for g in groups)
     idx = torch.stack([g[:count] for g in groups])                           # (B, count)
-    images = data.x[idx].float() / 255                                       # (B, count, 3, S, S)
+    images = (data.x if complete is None else complete)[idx].float() / 255   # (B, count, 3, S, S): the truth
     poses = data.poses[idx].float()
     masks = data.masks[idx[:, :shots]].float() if data.masks is not None else None
-    z = method.infer_objects(images[:, :shots], poses[:, :shots], masks, steps=steps, generator=generator,
+    z = method.infer_objects(data.x[idx[:, :shots]].float() / 255, poses[:, :shots], masks, steps=steps, generator=generator,
                              progress=progress)
     rendered, _ = method.render_images(z, poses.to(method.device))           # (B, count, 3, S, S)
     rendered = rendered.cpu()
