@@ -890,7 +890,7 @@ def eval_poses(
     out.print(f"azimuth error over {n} images: mean {raw['mean']:.1f} deg, median {raw['median']:.1f} (chance: mean 90); "
               f"aligned (offset {a['offset_deg']:.0f} deg{', reflected' if a['reflected'] else ''}): "
               f"mean {al['mean']:.1f}, median {al['median']:.1f}, {100 * al['within_30deg']:.0f}% within 30 deg; "
-              f"view axis explained (R^2): cos 2az {report['view_axis_r2']['cos2']:.2f}, sin 2az {report['view_axis_r2']['sin2']:.2f}")
+              f"view axis (azimuth mod 180) explained: R^2 {report['view_axis_r2']:.2f}")
 
 
 @eval_app.command("auroc")
