@@ -4,8 +4,8 @@ by object, so that two priors can be compared pairwise rather than by two means.
     python benchmarks/nerf_novel_views.py runs/nerf-scenes-compare/nerf-lebm-scenes-noise1/model.safetensors \
         runs/nerf-scenes-compare/nerf-lebm-scenes-gaussian/model.safetensors --objects 100 --shots 2
 
-Every model infers each object's latents from its first `--shots` views (one seed, so the same chain
-starts for every model) and renders the others; an object's PSNR is the mean
+Every model infers each object's latents from its first `--shots` views (one seed, so the same chain starts, rays and depths
+for every model) and renders the others; an object's PSNR is the mean
 over its unseen views. Prints each model's mean and, against the first model, the mean paired difference
 with its standard error and how many objects the first model wins. With
 `--masked` the given views have a rectangle hidden (sec. 3.5.7) and every view is scored against the

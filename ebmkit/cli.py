@@ -454,6 +454,7 @@ def novel_view(
     model: Annotated[Path, typer.Option(help="NeRF-LEBM model file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the rendered views (PNG) and a grid.")],
     views: Annotated[list[str], typer.Option("--views", help="Image files of one object (repeatable, or comma-separated).")] = [],
+    masks: Annotated[list[str], typer.Option("--masks", help="Incomplete views (sec. 3.5.7): one mask PNG per view, white where the view is not observed.")] = [],
     poses: Annotated[Optional[Path], typer.Option(help='JSON: {"views": {FILE: [elevation, azimuth]}, "targets": [[el, az], ...] or {FILE: [el, az]}} in degrees; FILE targets are ground truth for PSNR.')] = None,
     data: Annotated[Optional[str], typer.Option(help="Instead: a posed built-in set, e.g. scenes:test; each object's first --shots views are given, the rest are scored.")] = None,
     objects: Annotated[int, typer.Option(min=1, help="With --data: how many objects.")] = 20,
@@ -471,6 +472,7 @@ def novel_view(
 
     from ebmkit import viz
     from ebmkit.data.files import fit, load_images
+    from ebmkit.data.masks import read_mask
     from ebmkit.methods import load_model
     from ebmkit.metrics.novel_view import novel_view_psnr
     from ebmkit.metrics.psnr import psnr
@@ -509,7 +511,14 @@ def novel_view(
                 raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
             images = torch.stack([fit(load_images(f)[:1], method.shape)[0] for f in files]).float() / 255
             given_poses = torch.tensor(given, dtype=torch.float32).deg2rad()
-            z = method.infer_objects(images[None], given_poses[None], steps=steps, generator=gen, progress=advance)
+            mask_files = [f for item in masks for f in item.split(",") if f]
+            observed = None
+            if mask_files:
+                if len(mask_files) != len(files):
+                    raise EbmkitError(f"--masks: give one mask per view ({len(files)} views, {len(mask_files)} masks)")
+                observed = torch.cat([read_mask(f, method.shape[-2:]) for f in mask_files])[None]  # (1, V, 1, S, S)
+            z = method.infer_objects(images[None], given_poses[None], observed, steps=steps, generator=gen,
+                                     progress=advance)
             targets = spec.get("targets")
             truth = None
             if isinstance(targets, dict):

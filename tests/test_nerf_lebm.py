@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import ebmkit, set_args
 from ebmkit.data import load_dataset
@@ -171,6 +172,22 @@ def test_cli_train_sample_grids_and_novel_view(tmp_path):
     assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
     r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--out", tmp_path / "out")
     assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
+    # an incomplete view: what lies under its mask (white = not observed) cannot change the renders
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:24, 8:24] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    other = np.asarray(Image.open(tmp_path / "a.png").convert("RGB")).copy()
+    other[8:24, 8:24] = 200
+    Image.fromarray(other).save(tmp_path / "b.png")
+    (tmp_path / "poses.json").write_text(json.dumps({"views": {"a.png": [20, 0], "b.png": [20, 0]}, "targets": [[20, 90]]}))
+    for name in ("a", "b"):
+        ebmkit("novel-view", "--model", model, "--views", tmp_path / f"{name}.png", "--masks", tmp_path / "m.png",
+               "--poses", tmp_path / "poses.json", "--out", tmp_path / f"masked_{name}", check=True)
+    renders = [np.asarray(Image.open(next((tmp_path / f"masked_{n}").glob("0*.png")))) for n in ("a", "b")]
+    assert np.array_equal(*renders)
+    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--masks", tmp_path / "m.png",
+               "--masks", tmp_path / "m.png", "--poses", tmp_path / "poses.json", "--out", tmp_path / "out")
+    assert r.returncode == 2 and "one mask per view" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_eval_poses(tmp_path):

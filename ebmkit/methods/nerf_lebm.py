@@ -118,9 +118,10 @@ class NeRFLEBM(Method):
 
     # ------------------------------------------------------------------------------ the generator G
     def render(self, gen: nn.Module, z: torch.Tensor, poses: torch.Tensor, pixels: torch.Tensor | None = None,
-               stratified: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               stratified: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """G(z_a, z_s, xi) at some pixels: z (B, 2, dim) as (z_s, z_a), poses (B, V, 2) as (elevation, azimuth),
-        pixels (B, V, R) flat indices or None for every pixel. -> rgb (B, V, R, 3), depth (B, V, R)."""
+        pixels (B, V, R) flat indices or None for every pixel; `generator` draws stratified depths.
+        -> rgb (B, V, R, 3), depth (B, V, R)."""
         b, v = poses.shape[:2]
         size = self.shape[-1]
         cam = self.preset.render
@@ -138,14 +139,15 @@ class NeRFLEBM(Method):
             return sigma.view(b, v * r, n), rgb.view(b, v * r, n, 3)
 
         out = render_rays(field, origins, dirs, cam.num_samples, cam.near, cam.far, stratified=stratified,
-                          background=float(cam.white_background))
+                          generator=generator, background=float(cam.white_background))
         return out.rgb.view(b, v, r, 3), out.depth.view(b, v, r)
 
     def log_likelihood(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
-                       poses: torch.Tensor | None = None) -> torch.Tensor:
+                       poses: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B,) log p_theta(I | z, xi) up to a constant: -||I - G||^2 / (2 sigma_eps^2) over the sampled
         rays of the observed pixels (Eq. 3.3; sec. 3.5.7 for masks)."""
-        rgb, _ = self.render(gen, z, batch.poses if poses is None else poses, pixels, stratified=True)
+        rgb, _ = self.render(gen, z, batch.poses if poses is None else poses, pixels, stratified=True,
+                             generator=generator)
         target = pick(batch.x, pixels)                                                     # (B, V, R, 3)
         sq = (target - rgb).pow(2)
         if batch.masks is not None:
@@ -194,10 +196,11 @@ class NeRFLEBM(Method):
                         noise_weight=lat.prior_noise, generator=generator, autocast=self.autocast).x
 
     # ------------------------------------------------------------------------------ inference
-    def random_pixels(self, b: int, v: int) -> torch.Tensor:
+    def random_pixels(self, b: int, v: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, V, R) distinct random flat pixel indices per image (the authors' N_rand)."""
         s2 = self.shape[-1] * self.shape[-2]
-        return ray_subset(b * v, s2, min(self.preset.render.rays_per_image, s2), device=self.device).view(b, v, -1)
+        return ray_subset(b * v, s2, min(self.preset.render.rays_per_image, s2), generator,
+                          self.device).view(b, v, -1)
 
     def infer(self, batch: Batch, pixels: torch.Tensor, steps: int, z0: torch.Tensor | None = None,
               use_ema: bool = False) -> torch.Tensor:
@@ -270,7 +273,8 @@ class NeRFLEBM(Method):
         with the EMA networks. Amortized models: the encoder's posterior mean from the first view. Others:
         `steps` (inference.test_steps) steps on -log p(I, z | xi) from q_0 with a fresh random subset of
         rays each: noiseless Langevin for "mcmc", Adam at inference.step_size for "persistent" (as each
-        model inferred its training objects). progress(k): k steps done."""
+        model inferred its training objects). `generator` draws the start, the rays and their depths, so
+        a seed fixes the result. progress(k): k steps done."""
         inf, lat = self.preset.inference, self.preset.latents
         batch = Batch(x=images.to(self.device), poses=poses.to(self.device),
                       masks=None if masks is None else masks.to(self.device))
@@ -284,8 +288,9 @@ class NeRFLEBM(Method):
         z = lat.sigma * torch.randn((b, 2, lat.dim), generator=generator, device=self.device)
 
         def log_density(z):  # (B,) with new rays each call
-            pixels = self.random_pixels(b, v)
-            return self.log_likelihood(self.ema["gen"], z, batch, pixels) + self.log_prior(z, self.ema, detach=True)
+            pixels = self.random_pixels(b, v, generator)
+            return (self.log_likelihood(self.ema["gen"], z, batch, pixels, generator=generator)
+                    + self.log_prior(z, self.ema, detach=True))
 
         def tick(z, k):  # the engine's per-step hook, used only to report progress
             progress(1)
