@@ -501,7 +501,8 @@ def novel_view(
             report.update({k: v for k, v in result.items() if k not in ("rendered", "images")})
             report["written"] = [str(out_dir / "novel_views.png")]
         else:
-            files = [f for item in views for f in item.split(",") if f]
+            listed = lambda items: [f for item in items for f in item.split(",") if f]  # noqa: E731 (repeatable or comma-separated)
+            files = listed(views)
             if not files or poses is None:
                 raise EbmkitError("give --views FILE(s) with --poses JSON, or --data scenes:test")
             try:
@@ -511,7 +512,7 @@ def novel_view(
                 raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
             images = torch.stack([fit(load_images(f)[:1], method.shape)[0] for f in files]).float() / 255
             given_poses = torch.tensor(given, dtype=torch.float32).deg2rad()
-            mask_files = [f for item in masks for f in item.split(",") if f]
+            mask_files = listed(masks)
             observed = None
             if mask_files:
                 if len(mask_files) != len(files):

@@ -30,8 +30,8 @@ def novel_view_psnr(method, data: Dataset, shots: int = 2, num_objects: int = 20
     images = (data.x if complete is None else complete)[idx].float() / 255   # (B, count, 3, S, S): the truth
     poses = data.poses[idx].float()
     masks = data.masks[idx[:, :shots]].float() if data.masks is not None else None
-    z = method.infer_objects(data.x[idx[:, :shots]].float() / 255, poses[:, :shots], masks, steps=steps, generator=generator,
-                             progress=progress)
+    given = data.x[idx[:, :shots]].float() / 255                            # what inference sees (masked, if so)
+    z = method.infer_objects(given, poses[:, :shots], masks, steps=steps, generator=generator, progress=progress)
     rendered, _ = method.render_images(z, poses.to(method.device))           # (B, count, 3, S, S)
     rendered = rendered.cpu()
     novel = psnr(rendered[:, shots:].flatten(0, 1), images[:, shots:].flatten(0, 1), peak=1.0)
