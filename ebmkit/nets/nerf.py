@@ -98,7 +98,8 @@ class FiLMNeRF(nn.Module):
         self.colour_film = FiLMSine(width + 3, width)
         self.colour = nn.Linear(width, 3)
         with torch.no_grad():  # pi-GAN's initialisation: the first layer uniform(+-1 / fan_in), the other sine
-            self.trunk[0].linear.weight.uniform_(-1 / 3, 1 / 3)  # layers uniform(+-sqrt(6 / fan_in) / 30)
+            first = self.trunk[0].linear                          # layers uniform(+-sqrt(6 / fan_in) / 30)
+            first.weight.uniform_(-1 / first.in_features, 1 / first.in_features)
             for layer in list(self.trunk)[1:] + [self.colour_film]:
                 bound = math.sqrt(6 / layer.linear.in_features) / 30
                 layer.linear.weight.uniform_(-bound, bound)
