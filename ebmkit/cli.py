@@ -501,8 +501,7 @@ def novel_view(
             report.update({k: v for k, v in result.items() if k not in ("rendered", "images")})
             report["written"] = [str(out_dir / "novel_views.png")]
         else:
-            listed = lambda items: [f for item in items for f in item.split(",") if f]  # noqa: E731 (repeatable or comma-separated)
-            files = listed(views)
+            files = _file_list(views)
             if not files or poses is None:
                 raise EbmkitError("give --views FILE(s) with --poses JSON, or --data scenes:test")
             try:
@@ -512,7 +511,7 @@ def novel_view(
                 raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
             images = torch.stack([fit(load_images(f)[:1], method.shape)[0] for f in files]).float() / 255
             given_poses = torch.tensor(given, dtype=torch.float32).deg2rad()
-            mask_files = listed(masks)
+            mask_files = _file_list(masks)
             observed = None
             if mask_files:
                 if len(mask_files) != len(files):
@@ -548,6 +547,11 @@ def novel_view(
             out.print(f"PSNR {report['psnr']:.2f} dB on novel views"
                       + (f" of {report['objects']} objects ({report['shots']} views given; given views "
                          f"{report['psnr_given_views']:.2f} dB)" if "objects" in report else ""))
+
+
+def _file_list(items: list[str]) -> list[str]:
+    """File names of a repeatable option whose values may also be comma-separated."""
+    return [f for item in items for f in item.split(",") if f]
 
 
 def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:
