@@ -880,7 +880,7 @@ def eval_poses(
 ):
     """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
     after the rotation (and reflection) that best aligns the model's frame with the true one; and how much
-    of the view's axis (azimuth modulo 180 degrees) the inferred azimuth explains."""
+    of the view's axis (azimuth modulo 180 degrees) and of the azimuth the inferred azimuth explains."""
     from ebmkit.data import load_dataset
     from ebmkit.data.files import builtin_spec
     from ebmkit.methods import load_model
@@ -904,7 +904,8 @@ def eval_poses(
     out.print(f"azimuth error over {n} images: mean {raw['mean']:.1f} deg, median {raw['median']:.1f} (chance: mean 90); "
               f"aligned (offset {a['offset_deg']:.0f} deg{', reflected' if a['reflected'] else ''}): "
               f"mean {al['mean']:.1f}, median {al['median']:.1f}, {100 * al['within_30deg']:.0f}% within 30 deg; "
-              f"view axis (azimuth mod 180) explained: R^2 {report['view_axis_r2']:.2f}")
+              f"explained (R^2): view axis (azimuth mod 180) {report['view_axis_r2']:.2f}, "
+              f"azimuth {report['azimuth_r2']:.2f}")
 
 
 @eval_app.command("auroc")

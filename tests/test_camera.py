@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
+from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, canonical_pose, look_at, pose_rays
 
 
 def poses(n=16, seed=0):
@@ -49,3 +49,14 @@ def test_poles_have_a_well_defined_frame():
     rot = look_at(camera_position(el, torch.tensor([0.3, 1.0], dtype=torch.float64)))
     assert torch.isfinite(rot).all()
     assert torch.allclose(torch.linalg.det(rot), torch.ones(2, dtype=torch.float64))
+
+
+def test_angles_past_the_pole_name_the_same_camera_and_canonical_pose_renames_them():
+    el, az = poses(8)
+    past = (math.pi - el, az + math.pi)             # beyond the pole: the camera of (el, az)
+    for a, b in zip(pose_rays(el, az, size=3), pose_rays(*past, size=3)):
+        assert torch.allclose(a, b, atol=1e-12)
+    c_el, c_az = canonical_pose(*past)
+    assert torch.allclose(c_el, el, atol=1e-12)
+    assert torch.allclose(c_az, torch.remainder(az, 2 * math.pi), atol=1e-9)
+    assert torch.allclose(torch.stack(canonical_pose(el, az)), torch.stack((el, torch.remainder(az, 2 * math.pi))), atol=1e-12)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ebmkit.metrics.poses import aligned, axis_r2, circular_error, pose_report, wrap
+from ebmkit.metrics.poses import aligned, circular_error, harmonic_r2, pose_report, wrap
 
 
 def test_wrap_and_circular_error_by_hand():
@@ -34,11 +34,14 @@ def test_pose_report_in_degrees():
     assert math.isclose(r["alignment"]["offset_deg"], -30.0, abs_tol=1e-9) and not r["alignment"]["reflected"]
 
 
-def test_view_axis_r2_sees_a_pose_known_up_to_front_and_back():
+def test_harmonic_r2_sees_the_view_axis_and_the_azimuth():
     g = torch.Generator().manual_seed(0)
     true = torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi - math.pi
-    assert axis_r2(wrap(true + 1.0), true) > 1 - 1e-9                  # the whole pose, in another frame
-    assert axis_r2(wrap(math.pi - true), true) > 1 - 1e-9              # mirrored
-    assert abs(axis_r2(0.5 * (2 * true).cos(), true) - 0.5) < 0.03     # only how side-on the view is
-    assert abs(axis_r2(0.5 * (2 * true - 0.7).sin(), true) - 0.5) < 0.03
-    assert abs(axis_r2(torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi, true)) < 0.01
+    for k in (1, 2):
+        assert harmonic_r2(wrap(true + 1.0), true, k) > 1 - 1e-9           # the whole pose, in another frame
+        assert harmonic_r2(wrap(math.pi - true), true, k) > 1 - 1e-9       # mirrored
+        assert abs(harmonic_r2(torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi, true, k)) < 0.01
+    assert abs(harmonic_r2(0.5 * (2 * true).cos(), true, 2) - 0.5) < 0.03  # only how side-on the view is
+    assert abs(harmonic_r2(0.5 * (2 * true - 0.7).sin(), true, 2) - 0.5) < 0.03
+    axis_only = wrap(2 * true)                                             # front not told from back
+    assert harmonic_r2(axis_only, true, 2) > 1 - 1e-9 and abs(harmonic_r2(axis_only, true, 1)) < 0.01

@@ -32,7 +32,7 @@ from ebmkit.errors import EbmkitError
 from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.nerf import vmf
-from ebmkit.nerf.camera import pose_rays
+from ebmkit.nerf.camera import canonical_pose, pose_rays
 from ebmkit.nerf.render import ray_subset, render_rays
 from ebmkit.nets.coopflow_ebm import SwishMLP
 from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF
@@ -313,14 +313,15 @@ class NeRFLEBM(Method):
     @torch.no_grad()
     def infer_poses(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """(N, 2) camera poses (elevation, azimuth) in radians of images (N, 3, S, S) in [0, 1]: the mean
-        directions of the EMA encoder's vMF posteriors (models trained with inference.poses = "unknown")."""
+        directions of the EMA encoder's vMF posteriors (models trained with inference.poses = "unknown"),
+        named canonically (`canonical_pose`: the encoder may place a camera past the pole)."""
         encoder = self.ema["encoder"] if "encoder" in self.ema else None
         if encoder is None or encoder.pose is None:
             raise EbmkitError("this model was trained with known camera poses: it has no pose posterior "
                               "(inference.poses = 'unknown' trains one)")
-        out = [vmf.angle_of(encoder(images[i:i + batch_size].to(self.device))[1]).cpu()
-               for i in range(0, len(images), batch_size)]
-        return torch.cat(out)
+        out = torch.cat([vmf.angle_of(encoder(images[i:i + batch_size].to(self.device))[1]).cpu()
+                         for i in range(0, len(images), batch_size)])
+        return torch.stack(canonical_pose(*out.unbind(1)), 1)
 
     # ------------------------------------------------------------------------------ sampling
     def random_poses(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -6,8 +6,8 @@ rotation, with or without reflection, that best aligns the inferred azimuths wit
 
 A model can also learn part of the pose. Cars look nearly alike from the front and the back, so the
 view's axis (the azimuth modulo 180 degrees) is what the images show most plainly: cos 2 theta (side-on
-against end-on) and sin 2 theta (which diagonal, which needs left told from right). `axis_r2` says how
-much of it the inferred azimuths explain, whatever their frame.
+against end-on) and sin 2 theta (which diagonal, which needs left told from right). `harmonic_r2` says how
+much of it (k = 2), or of the azimuth itself (k = 1), the inferred azimuths explain, whatever their frame.
 """
 
 import math
@@ -40,13 +40,14 @@ def aligned(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, float
     return best[1], best[2], best[3]
 
 
-def axis_r2(pred: torch.Tensor, true: torch.Tensor) -> float:
-    """R^2 of the least-squares fit of the true view axis (cos 2 true, sin 2 true) (N, 2) on the first two
-    harmonics of pred (N,) (an intercept, cos, sin of pred and of 2 pred): 1 if the axis is a function of
-    the inferred azimuth, about 0.5 if only one coordinate of it is (e.g. side-on against end-on), about
-    0 if unrelated. Rotating the true frame rotates the target, which leaves R^2 unchanged."""
+def harmonic_r2(pred: torch.Tensor, true: torch.Tensor, k: int) -> float:
+    """R^2 of the least-squares fit of (cos k true, sin k true) (N, 2) on the first two harmonics of pred
+    (N,) (an intercept, cos, sin of pred and of 2 pred). k = 2, the view axis: 1 if the axis is a function
+    of the inferred azimuth, about 0.5 if only one coordinate of it is (e.g. side-on against end-on), about
+    0 if unrelated. k = 1, the azimuth itself: 1 only if front is told from back and left from right.
+    Rotating the true frame rotates the target, which leaves R^2 unchanged."""
     design = torch.stack([torch.ones_like(pred), pred.cos(), pred.sin(), (2 * pred).cos(), (2 * pred).sin()], 1)
-    y = torch.stack([(2 * true).cos(), (2 * true).sin()], 1)
+    y = torch.stack([(k * true).cos(), (k * true).sin()], 1)
     fit = design @ torch.linalg.lstsq(design, y).solution
     return float(1 - (y - fit).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
 
@@ -62,4 +63,4 @@ def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
             "aligned_azimuth_error_deg": {"mean": float(err.mean()), "median": float(err.median()),
                                           "within_30deg": float((err <= 30).double().mean())},
             "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected},
-            "view_axis_r2": axis_r2(az, az_true)}
+            "view_axis_r2": harmonic_r2(az, az_true, 2), "azimuth_r2": harmonic_r2(az, az_true, 1)}

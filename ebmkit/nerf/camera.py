@@ -22,6 +22,14 @@ def camera_position(elevation: torch.Tensor, azimuth: torch.Tensor, radius: floa
     return radius * torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(), elevation.sin()], -1)
 
 
+def canonical_pose(elevation: torch.Tensor, azimuth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same cameras with elevation in [-pi/2, pi/2] and azimuth in [0, 2 pi). Angles past a pole name a
+    camera twice: (pi - el, az + pi) sits where (el, az) does and, looking at the origin with the world's z
+    up, sees the same image. A model that infers angles (sec. 3.4.4) may use either name."""
+    behind = elevation.cos() < 0
+    return torch.asin(elevation.sin()), torch.remainder(azimuth + math.pi * behind, 2 * math.pi)
+
+
 def look_at(position: torch.Tensor) -> torch.Tensor:
     """(B, 3) camera centres -> (B, 3, 3) camera-to-world rotations (columns right, up, back) looking at 0.
     Straight above or below the object (elevation +-90 degrees) the azimuth still fixes `right`."""
