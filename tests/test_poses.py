@@ -34,14 +34,21 @@ def test_pose_report_in_degrees():
     assert math.isclose(r["alignment"]["offset_deg"], -30.0, abs_tol=1e-9) and not r["alignment"]["reflected"]
 
 
-def test_harmonic_r2_sees_the_view_axis_and_the_azimuth():
+def test_harmonic_r2_sees_the_view_axis_and_the_azimuth_in_the_whole_camera():
     g = torch.Generator().manual_seed(0)
     true = torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi - math.pi
+
+    def camera(az, el=None):  # (N, 2) inferred poses; a fixed elevation unless given
+        return torch.stack([torch.full_like(az, 0.3) if el is None else el, az], 1)
+
     for k in (1, 2):
-        assert harmonic_r2(wrap(true + 1.0), true, k) > 1 - 1e-9           # the whole pose, in another frame
-        assert harmonic_r2(wrap(math.pi - true), true, k) > 1 - 1e-9       # mirrored
-        assert abs(harmonic_r2(torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi, true, k)) < 0.01
-    assert abs(harmonic_r2(0.5 * (2 * true).cos(), true, 2) - 0.5) < 0.03  # only how side-on the view is
-    assert abs(harmonic_r2(0.5 * (2 * true - 0.7).sin(), true, 2) - 0.5) < 0.03
-    axis_only = wrap(2 * true)                                             # front not told from back
-    assert harmonic_r2(axis_only, true, 2) > 1 - 1e-9 and abs(harmonic_r2(axis_only, true, 1)) < 0.01
+        assert harmonic_r2(camera(wrap(true + 1.0)), true, k) > 1 - 1e-9           # the whole pose, in another frame
+        assert harmonic_r2(camera(wrap(math.pi - true)), true, k) > 1 - 1e-9       # mirrored
+        noise = torch.rand(2000, generator=g, dtype=torch.float64) * 2 * math.pi
+        assert abs(harmonic_r2(camera(noise), true, k)) < 0.02
+    assert abs(harmonic_r2(camera(0.5 * (2 * true).cos()), true, 2) - 0.5) < 0.03  # only how side-on the view is
+    assert abs(harmonic_r2(camera(0.5 * (2 * true - 0.7).sin()), true, 2) - 0.5) < 0.03
+    axis_only = camera(wrap(2 * true))                                             # front not told from back
+    assert harmonic_r2(axis_only, true, 2) > 1 - 1e-9 and abs(harmonic_r2(axis_only, true, 1)) < 0.02
+    spread = camera(0.5 * (2 * true).cos(), 0.4 * (2 * true).sin())                # the axis over both angles
+    assert harmonic_r2(spread, true, 2) > 0.97 and abs(harmonic_r2(spread, true, 1)) < 0.02

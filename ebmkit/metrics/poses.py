@@ -7,13 +7,14 @@ rotation, with or without reflection, that best aligns the inferred azimuths wit
 A model can also learn part of the pose. Cars look nearly alike from the front and the back, so the
 view's axis (the azimuth modulo 180 degrees) is what the images show most plainly: cos 2 theta (side-on
 against end-on) and sin 2 theta (which diagonal, which needs left told from right). `harmonic_r2` says how
-much of it (k = 2), or of the azimuth itself (k = 1), the inferred azimuths explain, whatever their frame.
+much of it (k = 2), or of the azimuth itself (k = 1), the inferred cameras explain, whatever their frame.
 """
 
 import math
 
 import torch
 
+from ebmkit.nerf.camera import camera_position
 from ebmkit.nerf.vmf import angle_of, unit_of
 
 
@@ -41,12 +42,20 @@ def aligned(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, float
 
 
 def harmonic_r2(pred: torch.Tensor, true: torch.Tensor, k: int) -> float:
-    """R^2 of the least-squares fit of (cos k true, sin k true) (N, 2) on the first two harmonics of pred
-    (N,) (an intercept, cos, sin of pred and of 2 pred). k = 2, the view axis: 1 if the axis is a function
-    of the inferred azimuth, about 0.5 if only one coordinate of it is (e.g. side-on against end-on), about
-    0 if unrelated. k = 1, the azimuth itself: 1 only if front is told from back and left from right.
-    Rotating the true frame rotates the target, which leaves R^2 unchanged."""
-    design = torch.stack([torch.ones_like(pred), pred.cos(), pred.sin(), (2 * pred).cos(), (2 * pred).sin()], 1)
+    """R^2 of the least-squares fit of (cos k true, sin k true) (N, 2), true the azimuths, on smooth
+    functions of the inferred cameras pred (N, 2) (elevation, azimuth): an intercept, the camera's unit
+    direction u and its products u_i u_j (harmonics up to degree 2 on the sphere), and cos, sin of the
+    inferred azimuth and of twice it. A model chooses its own frame, and it may spread what it knows over
+    both angles (say, the view's axis partly in its elevation), so the fit reads the whole camera.
+    k = 2, the view axis: 1 if the axis is a function of the inferred camera, about 0.5 if only one
+    coordinate of it is (e.g. side-on against end-on), about 0 if unrelated. k = 1, the azimuth itself:
+    1 only if front is told from back and left from right. Rotating the true frame rotates the target,
+    which leaves R^2 unchanged."""
+    u = camera_position(pred[:, 0], pred[:, 1], 1.0)
+    x, y_, z = u.unbind(1)
+    az = pred[:, 1]
+    design = torch.stack([torch.ones_like(x), x, y_, z, x * x, y_ * y_, x * y_, x * z, y_ * z,
+                          az.cos(), az.sin(), (2 * az).cos(), (2 * az).sin()], 1)
     y = torch.stack([(k * true).cos(), (k * true).sin()], 1)
     fit = design @ torch.linalg.lstsq(design, y).solution
     return float(1 - (y - fit).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
@@ -54,7 +63,8 @@ def harmonic_r2(pred: torch.Tensor, true: torch.Tensor, k: int) -> float:
 
 def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
     """Azimuth errors in degrees of pred (N, 2) against true (N, 2), both (elevation, azimuth) in radians."""
-    az, az_true = pred[:, 1].double(), true[:, 1].double()
+    pred, az_true = pred.double(), true[:, 1].double()
+    az = pred[:, 1]
     raw = circular_error(az, az_true).rad2deg()
     mapped, offset, reflected = aligned(az, az_true)
     err = circular_error(mapped, az_true).rad2deg()
@@ -63,4 +73,4 @@ def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
             "aligned_azimuth_error_deg": {"mean": float(err.mean()), "median": float(err.median()),
                                           "within_30deg": float((err <= 30).double().mean())},
             "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected},
-            "view_axis_r2": harmonic_r2(az, az_true, 2), "azimuth_r2": harmonic_r2(az, az_true, 1)}
+            "view_axis_r2": harmonic_r2(pred, az_true, 2), "azimuth_r2": harmonic_r2(pred, az_true, 1)}
