@@ -12,6 +12,7 @@ import torch
 from scipy.integrate import quad
 
 from ebmkit.errors import EbmkitError
+from ebmkit.nerf import vmf
 from ebmkit.nerf.vmf import angle_of, kl_to_uniform, log_normaliser, log_prob, mean_resultant, sample, unit_of
 
 F64 = torch.float64
@@ -169,6 +170,19 @@ def test_sample_gradients_flow_through_the_reflection_and_the_proposal():
     assert abs(d_theta.item() - exact) < 5 * math.sqrt((ref["var"] + ref["perp"]) / n)
     (d_kappa,) = torch.autograd.grad((xi @ unit_of(theta.detach())).sum(), kappa)
     assert torch.isfinite(d_kappa).all() and (d_kappa > 0).all()
+
+
+@pytest.mark.parametrize("eps", [1 - 1e-9, 1e-50, 0.0, 1.0])
+def test_float32_draws_at_the_ends_of_the_beta_keep_finite_gradients(monkeypatch, eps):
+    """A Beta draw within 3e-8 of 0 or 1 used to round to the end point in float32, where the
+    kappa-gradient of the draw was 0 / 0 (about once per thousand training iterations)."""
+    monkeypatch.setattr(vmf, "_wood_accepted", lambda kappa, *a: torch.full(kappa.shape, eps, dtype=F64))
+    mu = unit_of(torch.tensor([0.9, -2.0])).requires_grad_(True)
+    kappa = torch.tensor([5.0, 300.0], requires_grad=True)
+    xi = sample(mu, kappa)
+    assert xi.dtype == torch.float32 and torch.allclose(xi.norm(dim=-1), torch.ones(2))
+    (xi @ torch.tensor([0.3, -0.7])).sum().backward()
+    assert torch.isfinite(mu.grad).all() and torch.isfinite(kappa.grad).all()
 
 
 def test_sample_shapes_seeds_poles_and_the_round_cap():

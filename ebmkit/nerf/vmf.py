@@ -78,13 +78,15 @@ def sample(mu: torch.Tensor, kappa: torch.Tensor, generator: torch.Generator | N
     if kappa.dim() == mu.dim():
         kappa = kappa.squeeze(-1)
     kappa = kappa.to(mu.dtype).expand(mu.shape[:-1])                                      # (...)
-    eps = _wood_accepted(kappa.detach(), m, generator, max_rounds).to(mu.dtype)            # (...) in (0, 1)
-    b = _wood_b(kappa, m)                                                                 # (...) differentiable
+    # w and sin in float64: in float32 a Beta draw within 3e-8 of 0 or 1 (about 1 in 10^4 for m = 2)
+    # rounds to the end point, where sqrt's gradient is 0 / 0 and the kappa-gradient came out NaN.
+    eps = _wood_accepted(kappa.detach(), m, generator, max_rounds)                         # (...) in (0, 1), float64
+    b = _wood_b(kappa.double(), m)                                                        # (...) differentiable
     denom = 1 - (1 - b) * eps
     w = 1 - 2 * b * eps / denom                                                           # (...) Wood's h(eps, kappa)
-    sin = 2 * (b * eps * (1 - eps)).sqrt() / denom                                        # (...) sqrt(1 - w^2), exact
+    sin = 2 * (b * eps * (1 - eps)).clamp(min=torch.finfo(eps.dtype).tiny).sqrt() / denom  # sqrt(1 - w^2), exact
     v = _uniform_sphere(mu.shape[:-1], m - 1, generator, mu.dtype, mu.device)              # (..., m-1)
-    around_e1 = torch.cat([w[..., None], sin[..., None] * v], -1)                         # (..., m)
+    around_e1 = torch.cat([w.to(mu.dtype)[..., None], sin.to(mu.dtype)[..., None] * v], -1)  # (..., m)
     return _householder(around_e1, mu)
 
 
