@@ -880,7 +880,7 @@ def eval_poses(
 ):
     """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
     after the rotation (and reflection) that best aligns the model's frame with the true one; and how much
-    of the view's axis (azimuth modulo 180 degrees) and of the azimuth the inferred azimuth explains."""
+    of the view's axis (azimuth modulo 180 degrees) and of the azimuth the inferred camera explains."""
     from ebmkit.data import load_dataset
     from ebmkit.data.files import builtin_spec
     from ebmkit.methods import load_model

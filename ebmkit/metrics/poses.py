@@ -51,10 +51,9 @@ def harmonic_r2(pred: torch.Tensor, true: torch.Tensor, k: int) -> float:
     coordinate of it is (e.g. side-on against end-on), about 0 if unrelated. k = 1, the azimuth itself:
     1 only if front is told from back and left from right. Rotating the true frame rotates the target,
     which leaves R^2 unchanged."""
-    u = camera_position(pred[:, 0], pred[:, 1], 1.0)
-    x, y_, z = u.unbind(1)
+    ux, uy, uz = camera_position(pred[:, 0], pred[:, 1], 1.0).unbind(1)
     az = pred[:, 1]
-    design = torch.stack([torch.ones_like(x), x, y_, z, x * x, y_ * y_, x * y_, x * z, y_ * z,
+    design = torch.stack([torch.ones_like(ux), ux, uy, uz, ux * ux, uy * uy, ux * uy, ux * uz, uy * uz,
                           az.cos(), az.sin(), (2 * az).cos(), (2 * az).sin()], 1)
     y = torch.stack([(k * true).cos(), (k * true).sin()], 1)
     fit = design @ torch.linalg.lstsq(design, y).solution
