@@ -27,10 +27,10 @@ def main() -> None:
     args = ap.parse_args()
     scenes = load_scenes("test", args.size)
     g = torch.Generator().manual_seed(0)
+    offsets = torch.tensor([0.0, *OFFSETS_DEG]).deg2rad()                              # the view itself first
     diffs = []
     for o in range(args.objects):
         az = 2 * math.pi * torch.rand(args.azimuths, generator=g)
-        offsets = torch.tensor([0.0, *OFFSETS_DEG]).deg2rad()
         poses = torch.stack([torch.full((len(offsets), args.azimuths), math.radians(args.elevation)),
                              az[None] + offsets[:, None]], -1).flatten(0, 1)        # (offsets x azimuths, 2)
         n = len(poses)
