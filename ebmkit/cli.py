@@ -449,6 +449,19 @@ def interpolate(
 
 
 # ---------------------------------------------------------------------------- novel-view
+def _posed_set(method, data: str):
+    """The built-in posed set NAME[:SPLIT] at the model's image size; the model's own procedural scenes
+    keep its data options (distinct_ends)."""
+    from ebmkit.data import load_dataset
+    from ebmkit.data.files import builtin_spec
+
+    spec = builtin_spec(data)
+    if spec is None:
+        raise EbmkitError(f"--data {data}: give a built-in posed set such as scenes:test")
+    own = spec[0] == method.preset.data.name and getattr(method.preset.data, "distinct_ends", False)
+    return load_dataset(spec[0], split=spec[1], image_size=method.shape[-1], distinct_ends=own)
+
+
 @app.command("novel-view")
 def novel_view(
     model: Annotated[Path, typer.Option(help="NeRF-LEBM model file.")],
@@ -487,13 +500,7 @@ def novel_view(
         task = bar.add_task("inferring latents", total=total)
         advance = lambda k: bar.advance(task, k)  # noqa: E731
         if data is not None:
-            from ebmkit.data import load_dataset
-            from ebmkit.data.files import builtin_spec
-
-            spec = builtin_spec(data)
-            if spec is None:
-                raise EbmkitError(f"--data {data}: give a built-in posed set such as scenes:test")
-            posed = load_dataset(spec[0], split=spec[1], image_size=method.shape[-1])
+            posed = _posed_set(method, data)
             result = novel_view_psnr(method, posed, shots, objects, steps, gen, advance)
             rows = torch.cat([result["images"][:, :shots], result["rendered"][:, shots:], result["images"][:, shots:]], 1)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -881,17 +888,12 @@ def eval_poses(
     """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
     after the rotation (and reflection) that best aligns the model's frame with the true one; and how much
     of the view's axis (azimuth modulo 180 degrees) and of the azimuth the inferred camera explains."""
-    from ebmkit.data import load_dataset
-    from ebmkit.data.files import builtin_spec
     from ebmkit.methods import load_model
     from ebmkit.metrics.poses import pose_report
     from ebmkit.train import setup_ranks
 
     method, step = load_model(model, setup_ranks(device).device, supported=("nerf_lebm",), command="eval poses")
-    spec = builtin_spec(data)
-    if spec is None:
-        raise EbmkitError(f"--data {data}: give a built-in posed set such as scenes:test")
-    posed = load_dataset(spec[0], split=spec[1], image_size=method.shape[-1])
+    posed = _posed_set(method, data)
     if posed.poses is None:
         raise EbmkitError(f"--data {data} has no true camera poses to compare with")
     n = len(posed.x) if limit is None else min(limit, len(posed.x))

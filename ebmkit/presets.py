@@ -370,6 +370,13 @@ class SceneData(DataConfig):
     views: PositiveInt | None = None      # images per object (sec. 3.5.1: 1 for Carla, 50 for ShapeNet); unset: the set's default
     num_objects: PositiveInt | None = None  # training objects (unset: the set's default)
     masked: bool = False                  # incomplete observations: a hidden region per image (sec. 3.5.7)
+    distinct_ends: bool = False           # procedural cars whose front and back a view tells apart (unknown poses)
+
+    @model_validator(mode="after")
+    def _procedural_only(self):
+        if self.distinct_ends and self.name != "scenes":
+            raise ValueError(f"distinct_ends shapes the procedural 'scenes', not {self.name!r}")
+        return self
 
 
 class NeRFConfig(Strict):
@@ -431,6 +438,8 @@ class NeRFInference(Strict):
     noise: bool = False                         # sec. 3.5.3: no noise in posterior Langevin
     sigma_eps: PositiveFloat = 0.05             # observation noise of Eq. 3.3 (sec. 3.5.3)
     poses: Literal["known", "unknown"] = "known"  # unknown: vMF posteriors on the angles (sec. 3.4.4)
+    choose_ends: bool = False                   # unknown poses: the azimuth's vMF covers half a turn, the elevation's
+                                                # render.elevation; each view's end is the likelier (NeRFLEBM.choose_ends)
     likelihood_scale: PositiveFloat = 1.0       # multiplies log p(I | z, xi), Eq. 3.3 summed over the sampled rays;
                                                 # the authors' code uses the mean: 1 / (3 x batch size) of the sum
     test_steps: PositiveInt = 600               # MCMC steps to infer an unseen object (sec. 3.5.6)
@@ -475,6 +484,8 @@ class NeRFLEBMPreset(Strict):
     def _consistent(self):
         if self.inference.poses == "unknown" and self.inference.kind != "amortized":
             raise ValueError("inference.poses = 'unknown' needs inference.kind = 'amortized' (sec. 3.4.4)")
+        if self.inference.choose_ends and self.inference.poses != "unknown":
+            raise ValueError("inference.choose_ends chooses the ends of inferred poses: set inference.poses = 'unknown'")
         if self.generator.arch == "nerf" and self.generator.skip >= self.generator.depth:
             raise ValueError(f"generator.skip {self.generator.skip} must be below generator.depth {self.generator.depth}")
         return self

@@ -33,6 +33,7 @@ def test_langevin_matches_cpu_in_float64():
     ("coopflow-spiral", TINY_2D),
     ("nerf-lebm-scenes", NERF_TINY + TINY_EBM),
     ("nerf-lebm-scenes-nopose", NERF_TINY + TINY_EBM),
+    ("nerf-lebm-scenes-ends-nopose", NERF_TINY + TINY_EBM),
     ("nerf-vae-scenes", NERF_TINY)])
 def test_every_method_trains_previews_and_samples_on_cuda(tmp_path, name, overrides):
     """A few iterations on CUDA with the preview (CUDA generators throughout), then sampling a stored model."""

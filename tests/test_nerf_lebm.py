@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import ebmkit, set_args
 from ebmkit.data import load_dataset
+from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method
 from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF, positional_encoding
 from ebmkit.presets import load_preset
@@ -89,7 +90,8 @@ def test_samples_are_in_model_space():
                                         ("nerf-lebm-scenes", []), ("nerf-lebm-scenes-gaussian", []),
                                         ("nerf-vae-scenes", []),
                                         ("nerf-vae-scenes", ["inference.poses=unknown", "generator.arch=film"]),
-                                        ("nerf-lebm-scenes-nopose", [])])
+                                        ("nerf-lebm-scenes-nopose", []),
+                                        ("nerf-lebm-scenes-ends-nopose", [])])
 def test_train_step_losses_are_finite_and_priors_learn_only_from_eq_3_7(name, extra):
     m, data = method_of(name, extra)
     batch = m.make_batch(data, torch.arange(4))
@@ -203,6 +205,74 @@ def test_cli_eval_poses(tmp_path):
     ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(TINY), check=True)
     r = ebmkit("eval", "poses", "--model", known / "model.safetensors")
     assert r.returncode == 2 and "known camera poses" in r.stderr and "Traceback" not in r.stderr
+
+
+def ends_model():
+    return method_of("nerf-lebm-scenes-ends-nopose")
+
+
+def test_chosen_ends_pose_angles_cover_the_elevation_band_and_half_a_turn():
+    m, _ = ends_model()
+    lo, hi = m.preset.render.elevation
+    angles = torch.tensor([[-math.pi, -math.pi], [0.0, 0.5], [math.pi, math.pi]])
+    expected = torch.tensor([[lo, -90.0], [(lo + hi) / 2, math.degrees(0.25)], [hi, 90.0]])
+    assert torch.allclose(m.pose_angles(angles).rad2deg(), expected, atol=1e-4)
+    plain, _ = method_of("nerf-lebm-scenes-nopose")
+    assert torch.equal(plain.pose_angles(angles), angles)  # sec. 3.4.4's angles as they are
+
+
+def test_choose_ends_takes_the_likelier_end_and_trains_the_flip_head_toward_it(monkeypatch):
+    """With a likelihood peaked at azimuth 0, views at 170 degrees are turned to 350 and views at 10 kept;
+    the head's loss is |gain| BCE(logit, sigmoid(gain)): its gradient in the logit is
+    |gain| (sigmoid(logit) - sigmoid(gain)), zero at logit = gain. The chosen poses keep the vMF's gradient."""
+    m, data = ends_model()
+    batch = m.make_batch(data, torch.arange(2))
+
+    def fake_ll(gen, z, batch, pixels, poses=None, generator=None, per_view=False):
+        return 10 * poses[..., 1].cos()  # (B, V): likeliest at azimuth 0
+
+    monkeypatch.setattr(m, "log_likelihood", fake_ll)
+    poses = torch.tensor([[[0.3, math.radians(170)], [0.3, math.radians(10)]]] * 2, requires_grad=True)
+    logit = torch.tensor([[0.0, 3.0], [-1.0, 2.0]], requires_grad=True)
+    chosen, head, flip = m.choose_ends(None, None, batch, None, poses, logit)
+    assert flip.tolist() == [[True, False], [True, False]]
+    assert torch.allclose(chosen[..., 1].rad2deg(), torch.tensor([[350.0, 10.0]] * 2))
+    gain = 10 * (torch.tensor([350.0, 190.0]).deg2rad().cos() - torch.tensor([170.0, 10.0]).deg2rad().cos())
+    head.sum().backward()
+    expected = gain.abs() * (logit.detach().sigmoid() - gain.sigmoid())
+    assert torch.allclose(logit.grad, expected, atol=1e-5)
+    chosen.sum().backward()
+    assert torch.equal(poses.grad, torch.ones_like(poses))
+    at_gain = gain.expand(2, 2).clone().requires_grad_(True)
+    m.choose_ends(None, None, batch, None, poses.detach(), at_gain)[1].sum().backward()
+    assert at_gain.grad.abs().max() < 1e-5
+
+
+def test_inferred_poses_turn_half_round_where_the_flip_head_says_so():
+    m, data = ends_model()
+    images = data.x[:4].float() / 255
+    head = m.ema["encoder"].flip[-1]
+    with torch.no_grad():
+        head.weight.zero_(), head.bias.fill_(-1.0)
+        kept = m.infer_poses(images)
+        head.bias.fill_(1.0)
+        turned = m.infer_poses(images)
+    lo, hi = (math.radians(a) for a in m.preset.render.elevation)
+    assert torch.equal(kept[:, 0], turned[:, 0]) and (kept[:, 0] >= lo - 1e-6).all() and (kept[:, 0] <= hi + 1e-6).all()
+    assert torch.allclose((turned[:, 1] - kept[:, 1]) % (2 * math.pi), torch.full((4,), math.pi), atol=1e-5)
+    with pytest.raises(EbmkitError, match="choose_ends"):
+        load_preset("nerf-lebm-scenes", ["inference.choose_ends=true"])
+
+
+def test_posed_sets_of_the_commands_keep_the_models_distinct_ends():
+    """`eval poses` and `novel-view --data scenes:test` score a distinct-ends model on distinct-ends cars."""
+    from ebmkit.cli import _posed_set
+    from ebmkit.data.scenes import load_scenes
+
+    m, _ = method_of("nerf-lebm-scenes-nopose", ["data.distinct_ends=true"])
+    assert torch.equal(_posed_set(m, "scenes:test").x, load_scenes("test", 32, distinct_ends=True).images)
+    plain, _ = method_of("nerf-lebm-scenes-nopose")
+    assert torch.equal(_posed_set(plain, "scenes:test").x, load_scenes("test", 32).images)
 
 
 @pytest.mark.parametrize("name,table_3_3", [

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ebmkit.data.scenes import (APPEARANCE_PARAMS, ELEVATION_DEG, SHAPE_PARAMS, SHAPE_RANGES, load_scenes,
-                                read_carla, read_srn_cars, render, cameras_to_poses)
+from ebmkit.data.scenes import (APPEARANCE_PARAMS, DISTINCT_ENDS_RANGES, ELEVATION_DEG, HEAD_LAMP, SHAPE_PARAMS,
+                                SHAPE_RANGES, TAIL_LAMP, load_scenes, read_carla, read_srn_cars, render,
+                                cameras_to_poses)
 from ebmkit.data import load_dataset
 from ebmkit.data import scenes as scenes_module
 from ebmkit.errors import EbmkitError
@@ -87,6 +88,9 @@ def test_objects_fit_in_the_ball_of_radius_2_1():
     g = torch.Generator().manual_seed(0)
     poses = torch.stack([(torch.rand(8, generator=g) - 0.5) * math.pi, torch.rand(8, generator=g) * 2 * math.pi], -1)
     x = render(shapes, appearance, poses, 32)
+    distinct = load_scenes(num_objects=8, distinct_ends=True)
+    x = torch.cat([x, render(distinct.shape_params, distinct.appearance_params, poses, 32, distinct_ends=True)])
+    poses = poses.repeat(2, 1)
     origin, d = pose_rays(poses[:, 0], poses[:, 1], 32)
     miss = torch.linalg.cross(origin[:, None, None].expand_as(d), d, dim=-1).norm(dim=-1)  # ray to origin
     far = miss > 2.1 + 2 * RADIUS * math.tan(math.radians(FOV_DEG) / 2) / 32
@@ -141,6 +145,49 @@ def test_sizes_show_the_same_scene(scenes):
     assert big.images.shape == (8, 3, 64, 64)
     assert torch.equal(big.poses, scenes.poses.view(OBJECTS, VIEWS, 2)[:4, :2].flatten(0, 1))
     assert (F.avg_pool2d(big.images.float(), 2) - small.float()).abs().mean() < 2.5
+
+
+def _views(scenes, azimuth_deg: float, size: int = 64) -> torch.Tensor:
+    """Each object of `scenes` rendered from one azimuth at elevation 25 degrees, float (N, 3, S, S)."""
+    n = scenes.num_objects
+    poses = torch.tensor([[math.radians(25), math.radians(azimuth_deg)]]).expand(n, 2)
+    return render(scenes.shape_params, scenes.appearance_params, poses, size, scenes.distinct_ends)
+
+
+def test_distinct_ends_give_lamps_and_a_front_unlike_the_back():
+    """distinct_ends: shapes from DISTINCT_ENDS_RANGES (every car has a spoiler), head lamps seen from the
+    front (azimuth 0: the camera on +x, where the car points), tail lamps from the back, and a view from
+    the other end that differs from the view itself far more than for the plain cars."""
+    plain, distinct = load_scenes("test", 32, num_objects=8), load_scenes("test", 32, num_objects=8, distinct_ends=True)
+    assert distinct.distinct_ends and not plain.distinct_ends
+    assert torch.equal(plain.appearance_params, distinct.appearance_params)
+    for name, (low, high) in {**SHAPE_RANGES, **DISTINCT_ENDS_RANGES}.items():
+        values = distinct.shape_params[:, SHAPE_PARAMS.index(name)]
+        assert (values >= low).all() and (values <= high).all(), name
+
+    def lamp_pixels(x, colour):  # pixels whose 2 x 2 rays all hit a lamp (lamps are unshaded)
+        return ((x - torch.tensor(colour)[:, None, None]).abs().amax(1) < 1e-4).sum().item()
+
+    front, back = _views(distinct, 0), _views(distinct, 180)
+    assert lamp_pixels(front, HEAD_LAMP) > 8 * 10 and lamp_pixels(front, TAIL_LAMP) == 0
+    assert lamp_pixels(back, TAIL_LAMP) > 8 * 10 and lamp_pixels(back, HEAD_LAMP) == 0
+    assert lamp_pixels(_views(plain, 0), HEAD_LAMP) == lamp_pixels(_views(plain, 180), TAIL_LAMP) == 0
+
+    def other_end(scenes):  # mean squared difference between azimuths a and a + 180, over a in 30..150
+        return sum((_views(scenes, a, 32) - _views(scenes, a + 180, 32)).pow(2).mean() for a in (30, 90, 150)) / 3
+
+    assert other_end(distinct) > 2 * other_end(plain)
+
+
+def test_distinct_ends_reach_the_dataset_from_a_preset_and_only_for_scenes():
+    from ebmkit.data import from_config
+
+    cfg = SceneData(name="scenes", image_size=32, views=2, num_objects=3, distinct_ends=True)
+    data = from_config(cfg)
+    again = load_scenes("train", 32, views=2, num_objects=3, distinct_ends=True)
+    assert torch.equal(data.x, again.images)
+    with pytest.raises(ValueError, match="distinct_ends"):
+        SceneData(name="carla", path="/tmp", distinct_ends=True)
 
 
 def test_bad_arguments():

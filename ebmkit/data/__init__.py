@@ -68,9 +68,11 @@ def load_dataset(
     views: int | None = None,
     num_objects: int | None = None,
     masked: bool = False,
+    distinct_ends: bool = False,
 ) -> Dataset:
     """Load a data set by name; local sets (LOCAL) read from `path` and never download. views,
-    num_objects and masked are for 3-D scenes (their defaults: the split's)."""
+    num_objects and masked are for 3-D scenes (their defaults: the split's), distinct_ends for the
+    procedural ones."""
     if name in TOY_2D:
         check_split(name, split, ("train", "test"))
         g = torch.Generator().manual_seed(seed + (split == "test"))
@@ -86,7 +88,7 @@ def load_dataset(
     if name == "scenes":
         from ebmkit.data.scenes import load_scenes
 
-        return load_scenes(split, image_size or 32, views, num_objects, masked).to_dataset()
+        return load_scenes(split, image_size or 32, views, num_objects, masked, distinct_ends).to_dataset()
     if name in ("carla", "srn_cars"):  # NeRF-LEBM's real data, from disk (sec. 3.5.1)
         from ebmkit.data.scenes import read_carla, read_srn_cars
 
@@ -110,7 +112,7 @@ def load_dataset(
 
 def from_config(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """The data set a preset's `data` section describes."""
-    scene = {k: getattr(cfg, k) for k in ("views", "num_objects", "masked") if hasattr(cfg, k)}
+    scene = {k: getattr(cfg, k) for k in ("views", "num_objects", "masked", "distinct_ends") if hasattr(cfg, k)}
     if split != "train":  # held-out objects keep their split's own numbers of objects and views
         scene.pop("views", None), scene.pop("num_objects", None)
     return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.scale, **scene)

@@ -20,6 +20,13 @@ radiance field: the lit side changes with the azimuth, the colours do not. Backg
 renderings of Carla and ShapeNet cars and NeRF compositing on white. Each pixel is the mean of
 SUPERSAMPLE x SUPERSAMPLE rays (anti-aliasing); object pixels never exceed 230 in any channel.
 
+Distinct ends (`distinct_ends=True`, for learning without poses). The plain cars look nearly alike from
+either end (a view and the view from the other end differ by less than views 10 degrees apart:
+benchmarks/scenes_ends.py), so no model can read a view's end from them. These cars take the shape ranges
+of DISTINCT_ENDS_RANGES (a long, low hood, a short trunk, the cabin set back, a spoiler on every car) and
+glowing lamps: HEAD_LAMP on the body's forward faces, TAIL_LAMP on the backward ones, each wrapping
+LAMP_WRAP round the sides. The other end then differs about 2.7 times as much.
+
 Cameras. Elevation uniform in ELEVATION_DEG = [10, 40] degrees, azimuth uniform in [0, 2 pi), as
 (elevation, azimuth) in radians under camera.py's convention, returned with every image.
 
@@ -77,6 +84,16 @@ SHAPE_RANGES = {
     "spoiler": (-0.2, 0.22),        # spoiler height above the trunk, clamped at 0 (about half have none)
 }
 SHAPE_PARAMS = list(SHAPE_RANGES)
+# Cars with ends a view can tell apart (`distinct_ends`): a long hood and a short trunk, the cabin set back with
+# a raked windshield and an upright rear window, a spoiler on every car; these ranges replace SHAPE_RANGES'.
+# Lamps: yellow on the body's forward faces, dark red on its backward ones, wrapping LAMP_WRAP round the sides.
+DISTINCT_ENDS_RANGES = {
+    "hood_length": (0.3, 0.45), "hood_drop": (0.25, 0.45),
+    "trunk_length": (0.02, 0.1), "trunk_drop": (0.05, 0.2),
+    "cabin_offset": (-0.3, -0.15), "windshield": (0.5, 0.8), "rear_window": (0.05, 0.2),
+    "spoiler": (0.08, 0.22),
+}
+HEAD_LAMP, TAIL_LAMP, LAMP_WRAP = (1.0, 0.8, 0.1), (0.6, 0.04, 0.04), 0.3  # unshaded (lamps glow under any light)
 # Appearance latent: base colour, secondary colour (stripe, lower band, spoiler), stripe half-width
 # (clamped at 0: about a third have none), lower band height / body height, window tint by the base colour.
 APPEARANCE_PARAMS = ["base_r", "base_g", "base_b", "second_r", "second_g", "second_b", "stripe", "band", "tint"]
@@ -109,6 +126,7 @@ class SceneSet:
     appearance_params: torch.Tensor | None = None  # float32 (num_objects, len(APPEARANCE_PARAMS))
     fov_deg: float = FOV_DEG                       # the cameras' field of view
     radius: float = RADIUS                         # the cameras' distance to the origin
+    distinct_ends: bool = False                    # procedural cars rendered with distinct ends (load_scenes)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -178,9 +196,10 @@ def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     return v[..., None] * (1 - s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1)))
 
 
-def sample_shape(g: torch.Generator) -> torch.Tensor:
-    """(len(SHAPE_PARAMS),) one object's shape latent."""
-    shape = _uniform(list(SHAPE_RANGES.values()), g)
+def sample_shape(g: torch.Generator, distinct_ends: bool = False) -> torch.Tensor:
+    """(len(SHAPE_PARAMS),) one object's shape latent; with distinct_ends, DISTINCT_ENDS_RANGES override."""
+    ranges = {**SHAPE_RANGES, **DISTINCT_ENDS_RANGES} if distinct_ends else SHAPE_RANGES
+    shape = _uniform(list(ranges.values()), g)
     shape[-1] = shape[-1].clamp(min=0)  # spoiler
     return shape
 
@@ -342,31 +361,40 @@ def _colour(shape: torch.Tensor, appearance: torch.Tensor, p: torch.Tensor, part
     return torch.where(part == 0, paint, torch.where(part == 1, cabin, torch.where(part == 2, second, tyre)))
 
 
-def _trace(shape: torch.Tensor, appearance: torch.Tensor, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def _trace(shape: torch.Tensor, appearance: torch.Tensor, o: torch.Tensor, d: torch.Tensor,
+           distinct_ends: bool = False) -> torch.Tensor:
     """Colours (B, R, 3) in [0, 1] of rays o (B, 3) + t d (B, R, 3) through objects (B, P), (B, Q):
-    Lambertian under LIGHT plus AMBIENT, white where a ray misses."""
+    Lambertian under LIGHT plus AMBIENT, white where a ray misses. With distinct_ends, the body's faces
+    turned forward (normal x > 0.5: the nose) show HEAD_LAMP and those turned back TAIL_LAMP, unshaded."""
     planes, wheels, height = _parts(shape)
     o = o + height[:, None] / 2 * Z                                        # world -> ground frame
     t, p, part, face, normal, hub = _intersect(o, d, planes, wheels)
     light = torch.tensor(LIGHT) / torch.tensor(LIGHT).norm()
     shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp(min=0)[..., None]
     colour = _colour(shape, appearance, p, part, face, normal, hub) * shade
+    if distinct_ends:
+        corner = (p[..., 0].abs() > shape[:, None, 0] - LAMP_WRAP) & (normal[..., 2].abs() < 0.5)  # lamps wrap round
+        nose = ((part == 0) & ((normal[..., 0] > 0.5) | (corner & (p[..., 0] > 0))))[..., None]
+        tail = ((part == 0) & ((normal[..., 0] < -0.5) | (corner & (p[..., 0] < 0))))[..., None]
+        colour = torch.where(nose, torch.tensor(HEAD_LAMP), torch.where(tail, torch.tensor(TAIL_LAMP), colour))
     return torch.where(torch.isfinite(t)[..., None], colour, 1.0)
 
 
 # --- rendering and the procedural set ---------------------------------------------------------------
 
 
-def render(shape: torch.Tensor, appearance: torch.Tensor, poses: torch.Tensor, size: int) -> torch.Tensor:
+def render(shape: torch.Tensor, appearance: torch.Tensor, poses: torch.Tensor, size: int,
+           distinct_ends: bool = False) -> torch.Tensor:
     """Images float32 (N, 3, size, size) in [0, 1] of objects with latents (N, P), (N, Q) seen from poses
-    (N, 2) (elevation, azimuth), each pixel the mean of SUPERSAMPLE x SUPERSAMPLE rays."""
+    (N, 2) (elevation, azimuth), each pixel the mean of SUPERSAMPLE x SUPERSAMPLE rays; distinct_ends
+    lights the lamps (see _trace)."""
     fine = size * SUPERSAMPLE
     per_chunk = max(1, CHUNK_RAYS // fine**2)
     out = []
     shape, appearance, poses = shape.float(), appearance.float(), poses.float()
     for s, a, pose in zip(shape.split(per_chunk), appearance.split(per_chunk), poses.split(per_chunk)):
         o, d = pose_rays(pose[:, 0], pose[:, 1], fine)                     # (B, 3), (B, fine, fine, 3)
-        rgb = _trace(s, a, o, d.flatten(1, 2))                             # (B, fine * fine, 3)
+        rgb = _trace(s, a, o, d.flatten(1, 2), distinct_ends)              # (B, fine * fine, 3)
         out.append(F.avg_pool2d(rgb.unflatten(1, (fine, fine)).permute(0, 3, 1, 2), SUPERSAMPLE))
     return torch.cat(out) if out else torch.zeros(0, 3, size, size)
 
@@ -377,9 +405,10 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_scenes(split: str = "train", image_size: int = 32, views: int | None = None,
-                num_objects: int | None = None, masked: bool = False) -> SceneSet:
+                num_objects: int | None = None, masked: bool = False, distinct_ends: bool = False) -> SceneSet:
     """The procedural scenes of one split: `num_objects` objects (default: train 2000, test 100) with
-    `views` images each (default: train 1, test 8), images uint8 (N, 3, S, S) grouped by object."""
+    `views` images each (default: train 1, test 8), images uint8 (N, 3, S, S) grouped by object;
+    distinct_ends gives the cars a front and back a view can tell apart (DISTINCT_ENDS_RANGES, lamps)."""
     check_split("scenes", split, tuple(SPLITS))
     if image_size not in IMAGE_SIZES:
         raise EbmkitError(f"scenes are rendered at {', '.join(map(str, IMAGE_SIZES))} pixels, not {image_size}")
@@ -389,12 +418,13 @@ def load_scenes(split: str = "train", image_size: int = 32, views: int | None = 
     if n < 1 or v < 1:
         raise EbmkitError(f"scenes need at least one object and one view, got {n} objects and {v} views")
     latents = [_object_generator(seed, i, 0) for i in range(n)]
-    shape = torch.stack([sample_shape(g) for g in latents])               # (n, P)
+    shape = torch.stack([sample_shape(g, distinct_ends) for g in latents])  # (n, P)
     appearance = torch.stack([sample_appearance(g) for g in latents])     # (n, Q)
     poses = torch.cat([sample_poses(v, _object_generator(seed, i, 1)) for i in range(n)])  # (n * v, 2)
     objects = torch.arange(n).repeat_interleave(v)                        # (n * v,)
-    images = to_uint8(render(shape[objects], appearance[objects], poses, image_size))
-    scenes = SceneSet("scenes", images, objects, poses, shape_params=shape, appearance_params=appearance)
+    images = to_uint8(render(shape[objects], appearance[objects], poses, image_size, distinct_ends))
+    scenes = SceneSet("scenes", images, objects, poses, shape_params=shape, appearance_params=appearance,
+                      distinct_ends=distinct_ends)
     return scenes.with_masks(seed) if masked else scenes
 
 

@@ -14,6 +14,10 @@ Algorithm 2 with "amortized"):
     5-6: alpha: minimise f(z^-) - f(z^+) for each prior               Eq. 3.7, 3.8 (3.18, 3.19)
     7: theta (and phi): minimise -log p_theta(I | z^+, xi)            Eq. 3.9 (the ELBO of Eq. 3.17/3.20)
 
+Unknown poses (sec. 3.4.4): vMF posteriors on the angles join the ELBO. With inference.choose_ends (not
+in the thesis; without it the inferred camera folds front onto back) each view's end is also chosen, by
+the likelihood, and a flip head learns to predict it (`choose_ends`).
+
 Posterior chains update z_s and z_a jointly, as the authors' code does (the thesis alternates Eq. 3.14
 and 3.15; for small steps the two agree). Images live in [0, 1] (DESIGN.md); the likelihood sums
 over the sampled rays and colour channels of the observed pixels only (sec. 3.5.7). Training renders a
@@ -76,7 +80,7 @@ class NeRFLEBM(Method):
             if prior.kind == "ebm":
                 nets[name] = SwishMLP(lat.dim, prior.hidden, TABLE_3_1_LAYERS[prior.size])
         if p.inference.kind == "amortized":
-            nets["encoder"] = Encoder(poses=p.inference.poses == "unknown")
+            nets["encoder"] = Encoder(poses=p.inference.poses == "unknown", ends=p.inference.choose_ends)
             nets["heads"] = GaussianHeads(lat.dim)
         if p.inference.kind == "persistent":
             if p.data.num_objects is None:
@@ -143,9 +147,10 @@ class NeRFLEBM(Method):
         return out.rgb.view(b, v, r, 3), out.depth.view(b, v, r)
 
     def log_likelihood(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
-                       poses: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                       poses: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                       per_view: bool = False) -> torch.Tensor:
         """(B,) log p_theta(I | z, xi) up to a constant: -||I - G||^2 / (2 sigma_eps^2) over the sampled
-        rays of the observed pixels (Eq. 3.3; sec. 3.5.7 for masks)."""
+        rays of the observed pixels (Eq. 3.3; sec. 3.5.7 for masks); (B, V), each view's, with per_view."""
         rgb, _ = self.render(gen, z, batch.poses if poses is None else poses, pixels, stratified=True,
                              generator=generator)
         target = pick(batch.x, pixels)                                                     # (B, V, R, 3)
@@ -153,7 +158,8 @@ class NeRFLEBM(Method):
         if batch.masks is not None:
             sq = sq * pick(batch.masks, pixels)
         inf = self.preset.inference
-        return -inf.likelihood_scale * sq.flatten(1).sum(1) / (2 * inf.sigma_eps ** 2)
+        ll = -inf.likelihood_scale * sq.flatten(2).sum(2) / (2 * inf.sigma_eps ** 2)        # (B, V)
+        return ll if per_view else ll.sum(1)
 
     # ------------------------------------------------------------------------------ the priors
     def tilt(self, z: torch.Tensor, nets: dict[str, nn.Module], detach: bool = False) -> torch.Tensor:
@@ -225,12 +231,40 @@ class NeRFLEBM(Method):
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         s0 = self.preset.latents.sigma
         kl = (0.5 * ((mu.pow(2) + (2 * log_sigma).exp()) / s0 ** 2 - 1) - log_sigma + math.log(s0)).flatten(1).sum(1)
-        poses = None
+        poses = flip_logit = None
         if pose_mu is not None:
             u = vmf.sample(pose_mu.flatten(0, 1), pose_kappa.flatten())                      # (2BV, 2) as (cos, sin)
-            poses = vmf.angle_of(u).view(b, v, 2)                                             # (elevation, azimuth)
+            poses = self.pose_angles(vmf.angle_of(u).view(b, v, 2))                           # (elevation, azimuth)
             kl = kl + vmf.kl_to_uniform(pose_kappa, 2).view(b, -1).sum(1)
-        return z, kl, poses
+            if nets["encoder"].flip is not None:
+                flip_logit = nets["encoder"].flip(h).view(b, v)
+        return z, kl, poses, flip_logit
+
+    def pose_angles(self, angles: torch.Tensor) -> torch.Tensor:
+        """The camera (..., 2) (elevation, azimuth) of the vMF angles (..., 2) in (-pi, pi]: the angles
+        themselves (sec. 3.4.4), or with inference.choose_ends the elevation's circle spread over the band
+        render.elevation and the azimuth's over half a turn, the view's end being chosen apart."""
+        if not self.preset.inference.choose_ends:
+            return angles
+        lo, hi = (math.radians(a) for a in self.preset.render.elevation)
+        return torch.stack([lo + (hi - lo) * (angles[..., 0] + math.pi) / (2 * math.pi), angles[..., 1] / 2], -1)
+
+    def choose_ends(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
+                    poses: torch.Tensor, flip_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A hard E-step over each view's end h: the camera at poses (B, V, 2) or turned half round (h = 1),
+        whichever renders the view likelier (both scored without gradients on the same rays and depths).
+        The flip head learns p(h = 1 | I) = sigmoid(gain), gain = log p(I | turned) - log p(I | poses), by
+        its cross-entropy weighted by |gain| (views whose ends look alike teach it little).
+        -> the chosen poses (B, V, 2), the head's loss (B,), whether each view was turned (B, V)."""
+        turned = poses + torch.tensor([0.0, math.pi], device=poses.device)
+        seed = int(torch.randint(2**62, ()))
+        with torch.no_grad():
+            ll = [self.log_likelihood(gen, z, batch, pixels, p, torch.Generator(self.device).manual_seed(seed),
+                                      per_view=True) for p in (poses, turned)]
+        gain = ll[1] - ll[0]                                                                # (B, V)
+        flip = gain > 0
+        head = gain.abs() * nn.functional.binary_cross_entropy_with_logits(flip_logit, gain.sigmoid(), reduction="none")
+        return torch.where(flip[..., None], turned, poses), head.sum(1), flip
 
     # ------------------------------------------------------------------------------ Algorithms 1 and 2
     def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
@@ -249,7 +283,10 @@ class NeRFLEBM(Method):
             losses["gen"] = -(loglik + self.log_prior(z_pos, self.nets, detach=True)).mean()
             z_pos = z_pos.detach()
         else:                                                                    # Algorithm 2
-            z_pos, kl, poses = self.amortized(nets, batch)
+            z_pos, kl, poses, flip_logit = self.amortized(nets, batch)
+            if flip_logit is not None:
+                poses, head, flip = self.choose_ends(nets["gen"], z_pos, batch, pixels, poses, flip_logit)
+                losses["flip"], metrics["turned"] = head.mean(), flip.float().mean()
             loglik = self.log_likelihood(nets["gen"], z_pos, batch, pixels, poses)
             losses["gen"] = (kl - loglik - self.tilt(z_pos, self.nets, detach=True)).mean()  # -ELBO, Eq. 3.17 / 3.20
             metrics["kl"] = kl.detach().mean()
@@ -314,14 +351,20 @@ class NeRFLEBM(Method):
     def infer_poses(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """(N, 2) camera poses (elevation, azimuth) in radians of images (N, 3, S, S) in [0, 1]: the mean
         directions of the EMA encoder's vMF posteriors (models trained with inference.poses = "unknown"),
-        named canonically (`canonical_pose`: the encoder may place a camera past the pole)."""
+        turned half round where the flip head says so (inference.choose_ends), named canonically
+        (`canonical_pose`: the encoder may place a camera past the pole)."""
         encoder = self.ema["encoder"] if "encoder" in self.ema else None
         if encoder is None or encoder.pose is None:
             raise EbmkitError("this model was trained with known camera poses: it has no pose posterior "
                               "(inference.poses = 'unknown' trains one)")
-        out = torch.cat([vmf.angle_of(encoder(images[i:i + batch_size].to(self.device))[1]).cpu()
-                         for i in range(0, len(images), batch_size)])
-        return torch.stack(canonical_pose(*out.unbind(1)), 1)
+        out = []
+        for i in range(0, len(images), batch_size):
+            h, mu, _ = encoder(images[i:i + batch_size].to(self.device))
+            pose = self.pose_angles(vmf.angle_of(mu))
+            if encoder.flip is not None:
+                pose[:, 1] += math.pi * (encoder.flip(h)[:, 0] > 0)
+            out.append(pose.cpu())
+        return torch.stack(canonical_pose(*torch.cat(out).unbind(1)), 1)
 
     # ------------------------------------------------------------------------------ sampling
     def random_poses(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:

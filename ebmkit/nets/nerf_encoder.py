@@ -3,8 +3,9 @@ extractor (torchvision, random initialisation: nothing is downloaded) shared by 
 
 Encoder: images (B, 3, H, W) in [0, 1] -> features (B, 512) and, for unknown poses, von Mises-Fisher
 posteriors on the circle for elevation and azimuth: mean directions normalize(linear) (B, 2, 2) as
-(cos, sin) and concentrations softplus + 1 (B, 2) (implementation notes). The feature extractor and the
-pose head share one learning rate (sec. 3.5.2.3).
+(cos, sin) and concentrations softplus + 1 (B, 2) (implementation notes); with `ends`, a flip head whose
+logit (B,) says the view shows the other end (NeRFLEBM.choose_ends). The feature extractor and the pose
+heads share one learning rate (sec. 3.5.2.3).
 GaussianHeads: features -> the means and log standard deviations of q(z_s | I) and q(z_a | I), trained
 at their own, smaller rate.
 """
@@ -35,11 +36,12 @@ class GaussianHeads(nn.Module):
 class Encoder(nn.Module):
     """ResNet34 features, plus the vMF pose head when `poses` (unknown camera poses, sec. 3.4.4)."""
 
-    def __init__(self, poses: bool = False):
+    def __init__(self, poses: bool = False, ends: bool = False):
         super().__init__()
         self.features = resnet34(weights=None)
         self.features.fc = nn.Identity()
         self.pose = mlp_head(2 * 3) if poses else None
+        self.flip = mlp_head(1) if ends else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """-> features (B, 512), vMF mean directions (B, 2, 2) and concentrations (B, 2) (None, None without poses)."""
