@@ -18,12 +18,13 @@ cylinder and the wheel's two faces) and left at the smallest leaving one; the ne
 Lambertian under one light fixed in the world (from LIGHT) plus ambient AMBIENT, so a scene is a static
 radiance field: the lit side changes with the azimuth, the colours do not. Background is white, as in the
 renderings of Carla and ShapeNet cars and NeRF compositing on white. Each pixel is the mean of
-SUPERSAMPLE x SUPERSAMPLE rays (anti-aliasing); object pixels never exceed 230 in any channel.
+SUPERSAMPLE x SUPERSAMPLE rays (anti-aliasing); object pixels never exceed 230 in any channel (the lamps
+of distinct ends do, but never in all three).
 
 Distinct ends (`distinct_ends=True`, for learning without poses). The plain cars look nearly alike from
 either end (a view and the view from the other end differ by less than views 10 degrees apart:
 benchmarks/scenes_ends.py), so no model can read a view's end from them. These cars take the shape ranges
-of DISTINCT_ENDS_RANGES (a long, low hood, a short trunk, the cabin set back, a spoiler on every car) and
+of DISTINCT_ENDS_RANGES (a long hood, a short trunk, the cabin set back, a spoiler on every car) and
 glowing lamps: HEAD_LAMP on the body's forward faces, TAIL_LAMP on the backward ones, each wrapping
 LAMP_WRAP round the sides. The other end then differs about 2.7 times as much.
 
@@ -373,7 +374,8 @@ def _trace(shape: torch.Tensor, appearance: torch.Tensor, o: torch.Tensor, d: to
     shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp(min=0)[..., None]
     colour = _colour(shape, appearance, p, part, face, normal, hub) * shade
     if distinct_ends:
-        corner = (p[..., 0].abs() > shape[:, None, 0] - LAMP_WRAP) & (normal[..., 2].abs() < 0.5)  # lamps wrap round
+        length = shape[:, None, SHAPE_PARAMS.index("length")]                               # (B, 1)
+        corner = (p[..., 0].abs() > length - LAMP_WRAP) & (normal[..., 2].abs() < 0.5)     # lamps wrap round
         nose = ((part == 0) & ((normal[..., 0] > 0.5) | (corner & (p[..., 0] > 0))))[..., None]
         tail = ((part == 0) & ((normal[..., 0] < -0.5) | (corner & (p[..., 0] < 0))))[..., None]
         colour = torch.where(nose, torch.tensor(HEAD_LAMP), torch.where(tail, torch.tensor(TAIL_LAMP), colour))
