@@ -468,7 +468,7 @@ def novel_view(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the rendered views (PNG) and a grid.")],
     views: Annotated[list[str], typer.Option("--views", help="Image files of one object (repeatable, or comma-separated).")] = [],
     masks: Annotated[list[str], typer.Option("--masks", help="Incomplete views (sec. 3.5.7): one mask PNG per view, white where the view is not observed.")] = [],
-    poses: Annotated[Optional[Path], typer.Option(help='JSON: {"views": {FILE: [elevation, azimuth]}, "targets": [[el, az], ...] or {FILE: [el, az]}} in degrees; FILE targets are ground truth for PSNR.')] = None,
+    poses: Annotated[Optional[Path], typer.Option(help='JSON: {"views": {FILE: [elevation, azimuth]}, "targets": [[el, az], ...] or {FILE: [el, az]}} in degrees; FILE targets are ground truth for PSNR. Optional for a model trained without poses: it infers the views\' poses, and "views" then aligns its frame with yours.')] = None,
     data: Annotated[Optional[str], typer.Option(help="Instead: a posed built-in set, e.g. scenes:test; each object's first --shots views are given, the rest are scored.")] = None,
     objects: Annotated[int, typer.Option(min=1, help="With --data: how many objects.")] = 20,
     shots: Annotated[int, typer.Option(min=1, help="With --data: views given per object.")] = 2,
@@ -478,7 +478,9 @@ def novel_view(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Infer an unseen object's latents from one or more posed views and render new views (sec. 3.5.6)."""
+    """Infer an unseen object's latents from one or more posed views and render new views (sec. 3.5.6).
+    A model trained without poses renders in its own frame, fitted to the given views' true poses where
+    known; without them, the turntable starts at the first view's inferred pose."""
     import math
 
     import torch
@@ -488,6 +490,7 @@ def novel_view(
     from ebmkit.data.masks import read_mask
     from ebmkit.methods import load_model
     from ebmkit.metrics.novel_view import novel_view_psnr
+    from ebmkit.metrics.poses import to_model_frame
     from ebmkit.metrics.psnr import psnr
     from ebmkit.train import setup_ranks
 
@@ -509,23 +512,28 @@ def novel_view(
             report["written"] = [str(out_dir / "novel_views.png")]
         else:
             files = _file_list(views)
-            if not files or poses is None:
+            unknown = method.preset.inference.poses == "unknown"  # the model infers the views' poses itself
+            if not files or (poses is None and not unknown):
                 raise EbmkitError("give --views FILE(s) with --poses JSON, or --data scenes:test")
-            try:
-                spec = json.loads(poses.read_text())
-                given = [spec["views"][Path(f).name if Path(f).name in spec["views"] else f] for f in files]
-            except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-                raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
+            spec, given_poses = {}, None
+            if poses is not None:
+                try:
+                    spec = json.loads(poses.read_text())
+                    if "views" in spec or not unknown:
+                        given_poses = torch.tensor([spec["views"][Path(f).name if Path(f).name in spec["views"] else f]
+                                                    for f in files], dtype=torch.float32).deg2rad()
+                except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    raise EbmkitError(f"--poses {poses}: needs {{\"views\": {{FILE: [elevation, azimuth]}}}} for every view ({e})") from None
             images = torch.stack([fit(load_images(f)[:1], method.shape)[0] for f in files]).float() / 255
-            given_poses = torch.tensor(given, dtype=torch.float32).deg2rad()
+            inferred = method.infer_poses(images) if unknown else None
             mask_files = _file_list(masks)
             observed = None
             if mask_files:
                 if len(mask_files) != len(files):
                     raise EbmkitError(f"--masks: give one mask per view ({len(files)} views, {len(mask_files)} masks)")
                 observed = torch.cat([read_mask(f, method.shape[-2:]) for f in mask_files])[None]  # (1, V, 1, S, S)
-            z = method.infer_objects(images[None], given_poses[None], observed, steps=steps, generator=gen,
-                                     progress=advance)
+            z = method.infer_objects(images[None], (inferred if given_poses is None else given_poses)[None], observed,
+                                     steps=steps, generator=gen, progress=advance)
             targets = spec.get("targets")
             truth = None
             if isinstance(targets, dict):
@@ -535,14 +543,20 @@ def novel_view(
             elif targets:
                 target_poses = torch.tensor(targets, dtype=torch.float32).deg2rad()
             else:
-                elevation = float(given_poses[:, 0].mean())
-                target_poses = torch.tensor([[elevation, 2 * math.pi * k / turntable] for k in range(turntable)])
+                start = inferred[0] if given_poses is None else torch.stack([given_poses[:, 0].mean(), torch.tensor(0.0)])
+                target_poses = torch.stack([start[0].expand(turntable),
+                                            start[1] + 2 * math.pi * torch.arange(turntable) / turntable], 1)
+            report["poses_deg"] = target_poses.rad2deg().tolist()
+            if unknown:
+                report["inferred_poses_deg"] = inferred.rad2deg().tolist()  # the given views, in the model's frame
+                if given_poses is not None:
+                    target_poses = to_model_frame(inferred, given_poses, target_poses)
+                    report["model_frame_poses_deg"] = target_poses.rad2deg().tolist()
             rendered, inv_depth = method.render_images(z, target_poses[None].to(dev))
             rendered, inv_depth = rendered[0].cpu(), inv_depth[0].cpu()
             viz.save_images(2 * rendered - 1, out_dir)
             viz.save_grid(2 * rendered - 1, out_dir / "views.png", len(rendered))
             report["written"] = [str(out_dir)]
-            report["poses_deg"] = target_poses.rad2deg().tolist()
             if truth is not None:
                 report["psnr"] = float(psnr(rendered, truth, peak=1.0).mean())
     if as_json:

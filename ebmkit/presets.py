@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError, model_validator
 
 from ebmkit.errors import EbmkitError
 
@@ -440,6 +440,7 @@ class NeRFInference(Strict):
     poses: Literal["known", "unknown"] = "known"  # unknown: vMF posteriors on the angles (sec. 3.4.4)
     choose_ends: bool = False                   # unknown poses: the azimuth's vMF covers half a turn, the elevation's
                                                 # render.elevation; each view's end is the likelier (NeRFLEBM.choose_ends)
+    end_balance: NonNegativeFloat = 0.02        # the rate that keeps half the views turned (NeRFLEBM.choose_ends); 0: off
     likelihood_scale: PositiveFloat = 1.0       # multiplies log p(I | z, xi), Eq. 3.3 summed over the sampled rays;
                                                 # the authors' code uses the mean: 1 / (3 x batch size) of the sum
     test_steps: PositiveInt = 600               # MCMC steps to infer an unseen object (sec. 3.5.6)

@@ -201,6 +201,18 @@ def test_cli_eval_poses(tmp_path):
     report = json.loads(r.stdout)
     assert report["num"] == 12
     assert all(0 <= report[k]["mean"] <= 180 for k in ("azimuth_error_deg", "aligned_azimuth_error_deg"))
+    # novel views from the model's own frame: no poses needed, the turntable starts at the inferred pose
+    r = ebmkit("novel-view", "--model", run / "model.safetensors", "--data", "scenes:test", "--objects", 2,
+               "--shots", 1, "--out", tmp_path / "nv", "--json", check=True)
+    assert math.isfinite(json.loads(r.stdout)["psnr"])
+    from ebmkit import viz
+
+    viz.save_images(torch.zeros(1, 3, 32, 32), tmp_path / "views")
+    view = next((tmp_path / "views").iterdir())
+    r = ebmkit("novel-view", "--model", run / "model.safetensors", "--views", view, "--turntable", 4,
+               "--out", tmp_path / "tt", "--json", check=True)
+    report = json.loads(r.stdout)
+    assert np.allclose(report["poses_deg"][0], report["inferred_poses_deg"][0], atol=1e-4) and len(report["poses_deg"]) == 4
     known = tmp_path / "known"
     ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(TINY), check=True)
     r = ebmkit("eval", "poses", "--model", known / "model.safetensors")
@@ -224,8 +236,9 @@ def test_chosen_ends_pose_angles_cover_the_elevation_band_and_half_a_turn():
 def test_choose_ends_takes_the_likelier_end_and_trains_the_flip_head_toward_it(monkeypatch):
     """With a likelihood peaked at azimuth 0, views at 170 degrees are turned to 350 and views at 10 kept;
     the head's loss is |gain| BCE(logit, sigmoid(gain)): its gradient in the logit is
-    |gain| (sigmoid(logit) - sigmoid(gain)), zero at logit = gain. The chosen poses keep the vMF's gradient."""
-    m, data = ends_model()
+    |gain| (sigmoid(logit) - sigmoid(gain)), zero at logit = gain. The chosen poses keep the vMF's gradient.
+    (The prior log-odds stay 0 here: end_balance = 0; the next test moves them.)"""
+    m, data = method_of("nerf-lebm-scenes-ends-nopose", ["inference.end_balance=0"])
     batch = m.make_batch(data, torch.arange(2))
 
     def fake_ll(gen, z, batch, pixels, poses=None, generator=None, per_view=False):
@@ -246,6 +259,28 @@ def test_choose_ends_takes_the_likelier_end_and_trains_the_flip_head_toward_it(m
     at_gain = gain.expand(2, 2).clone().requires_grad_(True)
     m.choose_ends(None, None, batch, None, poses.detach(), at_gain)[1].sum().backward()
     assert at_gain.grad.abs().max() < 1e-5
+
+
+def test_end_prior_keeps_half_the_views_turned(monkeypatch, tmp_path):
+    """A likelihood that prefers the turned camera for every view (gains 1..8) turns all at first; the prior
+    log-odds b then fall by end_balance x (1/2 - share) x mean |gain| a batch (1/2 x 4.5 x rate at the first)
+    until half the views are kept, and stay there. b is a buffer of the encoder: saved and loaded with it."""
+    m, data = method_of("nerf-lebm-scenes-ends-nopose", ["inference.end_balance=0.5"])
+    batch = m.make_batch(data, torch.arange(4))
+    gains = torch.arange(1.0, 9.0).view(4, 2)
+    monkeypatch.setattr(m, "log_likelihood", lambda gen, z, batch, pixels, poses, generator=None, per_view=False:
+                        gains * (poses[..., 1] > 1.0))  # every view's poses are at azimuth 0, turned at pi
+    poses, logit = torch.zeros(4, 2, 2), torch.zeros(4, 2)
+    bias = m.nets["encoder"].end_bias
+    shares = []
+    for _ in range(20):
+        shares.append(m.choose_ends(None, None, batch, None, poses, logit)[2].float().mean().item())
+        if len(shares) == 1:
+            assert bias.item() == pytest.approx(-0.5 * 0.5 * 4.5)
+    assert shares[0] == 1.0 and shares[-3:] == [0.5] * 3 and -5.0 < bias.item() < -4.0
+    other, _ = ends_model()
+    other.load_components({k: v.state_dict() for k, v in m.components().items()}, "test")
+    assert other.nets["encoder"].end_bias.item() == bias.item()
 
 
 def test_inferred_poses_turn_half_round_where_the_flip_head_says_so():

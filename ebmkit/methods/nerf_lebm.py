@@ -225,20 +225,18 @@ class NeRFLEBM(Method):
         For unknown poses every view also gets vMF posteriors on its angles: sampled poses (B, V, 2) and
         their KL to the uniform prior (Eq. 3.21) join the KL."""
         b, v = batch.x.shape[:2]
-        h, pose_mu, pose_kappa = nets["encoder"](batch.x.flatten(0, 1))                    # (BV, 512), ...
+        h, pose_mu, pose_kappa, flip_logit = nets["encoder"](batch.x.flatten(0, 1))        # (BV, 512), ...
         mu_s, log_s, mu_a, log_a = nets["heads"](h.view(b, v, -1)[:, 0])
         mu, log_sigma = torch.stack([mu_s, mu_a], 1), torch.stack([log_s, log_a], 1)        # (B, 2, dim)
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         s0 = self.preset.latents.sigma
         kl = (0.5 * ((mu.pow(2) + (2 * log_sigma).exp()) / s0 ** 2 - 1) - log_sigma + math.log(s0)).flatten(1).sum(1)
-        poses = flip_logit = None
+        poses = None
         if pose_mu is not None:
             u = vmf.sample(pose_mu.flatten(0, 1), pose_kappa.flatten())                      # (2BV, 2) as (cos, sin)
             poses = self.pose_angles(vmf.angle_of(u).view(b, v, 2))                           # (elevation, azimuth)
             kl = kl + vmf.kl_to_uniform(pose_kappa, 2).view(b, -1).sum(1)
-            if nets["encoder"].flip is not None:
-                flip_logit = nets["encoder"].flip(h).view(b, v)
-        return z, kl, poses, flip_logit
+        return z, kl, poses, None if flip_logit is None else flip_logit.view(b, v)
 
     def pose_angles(self, angles: torch.Tensor) -> torch.Tensor:
         """The camera (..., 2) (elevation, azimuth) of the vMF angles (..., 2) in (-pi, pi]: the angles
@@ -252,17 +250,23 @@ class NeRFLEBM(Method):
     def choose_ends(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
                     poses: torch.Tensor, flip_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A hard E-step over each view's end h: the camera at poses (B, V, 2) or turned half round (h = 1),
-        whichever renders the view likelier (both scored without gradients on the same rays and depths).
-        The flip head learns p(h = 1 | I) = sigmoid(gain), gain = log p(I | turned) - log p(I | poses), by
-        its cross-entropy weighted by |gain| (views whose ends look alike teach it little).
+        whichever is likelier a posteriori (both renders scored without gradients on the same rays and
+        depths): gain = log p(I | turned) - log p(I | poses) + b, with b the prior log-odds of h = 1
+        (the encoder's buffer end_bias). The flip head learns p(h = 1 | I) = sigmoid(gain) by its
+        cross-entropy weighted by |gain| (views whose ends look alike teach it little).
+        A uniform azimuth over the full turn gives h = 1 for half the views, whatever the frame. b keeps it
+        so: after each batch it moves by inference.end_balance x (1/2 - turned share) x mean |gain| (dual
+        ascent on that constraint). Without it a model can turn every view and leave half the turn unseen.
         -> the chosen poses (B, V, 2), the head's loss (B,), whether each view was turned (B, V)."""
         turned = poses + torch.tensor([0.0, math.pi], device=poses.device)
         seed = int(torch.randint(2**62, ()))
+        bias = self.nets["encoder"].end_bias
         with torch.no_grad():
             ll = [self.log_likelihood(gen, z, batch, pixels, p, torch.Generator(self.device).manual_seed(seed),
                                       per_view=True) for p in (poses, turned)]
-        gain = ll[1] - ll[0]                                                                # (B, V)
-        flip = gain > 0
+            gain = ll[1] - ll[0] + bias                                                     # (B, V)
+            flip = gain > 0
+            bias += self.preset.inference.end_balance * (0.5 - flip.float().mean()) * gain.abs().mean()
         head = gain.abs() * nn.functional.binary_cross_entropy_with_logits(flip_logit, gain.sigmoid(), reduction="none")
         return torch.where(flip[..., None], turned, poses), head.sum(1), flip
 
@@ -287,6 +291,7 @@ class NeRFLEBM(Method):
             if flip_logit is not None:
                 poses, head, flip = self.choose_ends(nets["gen"], z_pos, batch, pixels, poses, flip_logit)
                 losses["flip"], metrics["turned"] = head.mean(), flip.float().mean()
+                metrics["end_bias"] = self.nets["encoder"].end_bias.clone()
             loglik = self.log_likelihood(nets["gen"], z_pos, batch, pixels, poses)
             losses["gen"] = (kl - loglik - self.tilt(z_pos, self.nets, detach=True)).mean()  # -ELBO, Eq. 3.17 / 3.20
             metrics["kl"] = kl.detach().mean()
@@ -318,7 +323,7 @@ class NeRFLEBM(Method):
         b, v = images.shape[:2]
         if inf.kind == "amortized":
             with torch.no_grad():
-                h, _, _ = self.ema["encoder"](batch.x[:, 0])
+                h = self.ema["encoder"](batch.x[:, 0])[0]
                 mu_s, _, mu_a, _ = self.ema["heads"](h)
             return torch.stack([mu_s, mu_a], 1)
         steps = inf.test_steps if steps is None else steps
@@ -359,10 +364,10 @@ class NeRFLEBM(Method):
                               "(inference.poses = 'unknown' trains one)")
         out = []
         for i in range(0, len(images), batch_size):
-            h, mu, _ = encoder(images[i:i + batch_size].to(self.device))
+            _, mu, _, flip_logit = encoder(images[i:i + batch_size].to(self.device))
             pose = self.pose_angles(vmf.angle_of(mu))
-            if encoder.flip is not None:
-                pose[:, 1] += math.pi * (encoder.flip(h)[:, 0] > 0)
+            if flip_logit is not None:
+                pose[:, 1] += math.pi * (flip_logit > 0)
             out.append(pose.cpu())
         return torch.stack(canonical_pose(*torch.cat(out).unbind(1)), 1)
 

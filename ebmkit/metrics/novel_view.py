@@ -5,6 +5,7 @@ import torch
 
 from ebmkit.data import Dataset
 from ebmkit.errors import EbmkitError
+from ebmkit.metrics.poses import to_model_frame
 from ebmkit.metrics.psnr import psnr
 
 
@@ -23,7 +24,9 @@ def novel_view_psnr(method, data: Dataset, shots: int = 2, num_objects: int = 20
                     generator: torch.Generator | None = None, progress=None, complete: torch.Tensor | None = None) -> dict:
     """Mean PSNR (peak 1, images in [0, 1]) of the rendered unseen views and of the given views
     (reconstruction), over objects that keep all their views; the inputs are each object's first views.
-    For incomplete images (data.masks), `complete` (uint8, like data.x) holds the images to score against."""
+    For incomplete images (data.masks), `complete` (uint8, like data.x) holds the images to score against.
+    A model trained without poses renders in its own frame: the data's poses are mapped into it by the
+    alignment of the given views' inferred poses with their true ones, over all objects (`to_model_frame`)."""
     groups = views_by_object(data, num_objects, shots)
     count = min(len(g) for g in groups)
     idx = torch.stack([g[:count] for g in groups])                           # (B, count)
@@ -31,6 +34,9 @@ def novel_view_psnr(method, data: Dataset, shots: int = 2, num_objects: int = 20
     poses = data.poses[idx].float()
     masks = data.masks[idx[:, :shots]].float() if data.masks is not None else None
     given = data.x[idx[:, :shots]].float() / 255                            # what inference sees (masked, if so)
+    if method.preset.inference.poses == "unknown":
+        inferred = method.infer_poses(given.flatten(0, 1))
+        poses = to_model_frame(inferred, poses[:, :shots].flatten(0, 1), poses.flatten(0, 1)).view_as(poses)
     z = method.infer_objects(given, poses[:, :shots], masks, steps=steps, generator=generator, progress=progress)
     rendered, _ = method.render_images(z, poses.to(method.device))           # (B, count, 3, S, S)
     rendered = rendered.cpu()

@@ -73,3 +73,21 @@ def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
                                           "within_30deg": float((err <= 30).double().mean())},
             "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected},
             "view_axis_r2": harmonic_r2(pred, az_true, 2), "azimuth_r2": harmonic_r2(pred, az_true, 1)}
+
+
+def to_model_frame(inferred: torch.Tensor, true: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Poses targets (N, 2) of the data's frame in the frame of a model trained without poses, fitted on
+    views whose inferred (M, 2) and true (M, 2) poses are both known (all (elevation, azimuth), radians).
+    Each angle gets the offset, and from 2 views on the reflection, that best align the true angles with
+    the inferred ones: the azimuth on the circle (`aligned`), the elevation on the line. Rendering a
+    target pose then shows the view a camera there would see, as far as the model's frame is known."""
+    _, az_offset, az_flip = aligned(true[:, 1].double(), inferred[:, 1].double())
+    best = None
+    for s in (1.0, -1.0)[:1 if len(true) < 2 else 2]:
+        offset = (inferred[:, 0] - s * true[:, 0]).mean()
+        err = (inferred[:, 0] - s * true[:, 0] - offset).abs().mean()
+        if best is None or err < best[0]:
+            best = (err, s, offset)
+    _, el_sign, el_offset = best
+    az_sign = -1.0 if az_flip else 1.0
+    return torch.stack([el_sign * targets[:, 0] + el_offset, wrap(az_sign * targets[:, 1] + az_offset)], 1).to(targets.dtype)

@@ -4,8 +4,9 @@ extractor (torchvision, random initialisation: nothing is downloaded) shared by 
 Encoder: images (B, 3, H, W) in [0, 1] -> features (B, 512) and, for unknown poses, von Mises-Fisher
 posteriors on the circle for elevation and azimuth: mean directions normalize(linear) (B, 2, 2) as
 (cos, sin) and concentrations softplus + 1 (B, 2) (implementation notes); with `ends`, a flip head whose
-logit (B,) says the view shows the other end (NeRFLEBM.choose_ends). The feature extractor and the pose
-heads share one learning rate (sec. 3.5.2.3).
+logit (B,) says the view shows the other end, and the prior log-odds of that end, a buffer `end_bias` that
+NeRFLEBM.choose_ends adjusts (it is saved with the model and resumes with it). The feature extractor and
+the pose heads share one learning rate (sec. 3.5.2.3).
 GaussianHeads: features -> the means and log standard deviations of q(z_s | I) and q(z_a | I), trained
 at their own, smaller rate.
 """
@@ -42,11 +43,15 @@ class Encoder(nn.Module):
         self.features.fc = nn.Identity()
         self.pose = mlp_head(2 * 3) if poses else None
         self.flip = mlp_head(1) if ends else None
+        if ends:
+            self.register_buffer("end_bias", torch.zeros(()))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """-> features (B, 512), vMF mean directions (B, 2, 2) and concentrations (B, 2) (None, None without poses)."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """-> features (B, 512), vMF mean directions (B, 2, 2) and concentrations (B, 2) (None, None without
+        poses), and the flip head's logits (B,) (None without `ends`)."""
         h = self.features(2 * images - 1)
         if self.pose is None:
-            return h, None, None
+            return h, None, None, None
         out = self.pose(h).view(-1, 2, 3)
-        return h, F.normalize(out[..., :2], dim=-1), F.softplus(out[..., 2]) + 1
+        flip = None if self.flip is None else self.flip(h)[:, 0]
+        return h, F.normalize(out[..., :2], dim=-1), F.softplus(out[..., 2]) + 1, flip
