@@ -18,7 +18,7 @@ from ebmkit.errors import EbmkitError
 from ebmkit.metrics.fid import resolve_reference
 from ebmkit.metrics.novel_view import novel_view_psnr
 from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
-from ebmkit.presets import SceneData
+from ebmkit.presets import SceneData, load_preset
 
 OBJECTS, VIEWS = 12, 6
 
@@ -326,8 +326,9 @@ def test_novel_views_from_masked_views_are_scored_against_complete_images():
     scenes = load_scenes("test", 32, num_objects=2, masked=True)
     seen = {}
 
-    class Echo:  # a stand-in model that renders the complete views
+    class Echo:  # a stand-in model (trained with known poses) that renders the complete views
         device = "cpu"
+        preset = load_preset("nerf-lebm-scenes")
 
         def infer_objects(self, images, poses, masks, **kw):
             seen["images"], seen["masks"] = images, masks
