@@ -28,14 +28,20 @@ def circular_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return wrap(pred - true).abs()
 
 
-def aligned(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
-    """pred mapped into true's frame: s * pred + offset with s = +1 or -1 (reflection) and the offset
-    the circular mean of true - s * pred; the s with the smaller mean error. -> (mapped, offset, reflected)."""
+def aligned(pred: torch.Tensor, true: torch.Tensor, circular: bool = True) -> tuple[torch.Tensor, float, bool]:
+    """pred mapped into true's frame: s * pred + offset with s = +1 or -1 (reflection, tried from 2 points
+    on) and the offset the circular mean of true - s * pred; the s with the smaller mean error. Angles on
+    the line (circular=False) take the plain mean and error. -> (mapped, offset, reflected)."""
     best = None
-    for s in (1.0, -1.0):
-        offset = angle_of(unit_of(true - s * pred).mean(0))
-        mapped = wrap(s * pred + offset)
-        err = circular_error(mapped, true).mean()
+    for s in (1.0, -1.0)[:2 if len(pred) > 1 else 1]:
+        if circular:
+            offset = angle_of(unit_of(true - s * pred).mean(0))
+            mapped = wrap(s * pred + offset)
+            err = circular_error(mapped, true).mean()
+        else:
+            offset = (true - s * pred).mean()
+            mapped = s * pred + offset
+            err = (mapped - true).abs().mean()
         if best is None or err < best[0]:
             best = (err, mapped, float(offset), s < 0)
     return best[1], best[2], best[3]
@@ -79,15 +85,9 @@ def to_model_frame(inferred: torch.Tensor, true: torch.Tensor, targets: torch.Te
     """Poses targets (N, 2) of the data's frame in the frame of a model trained without poses, fitted on
     views whose inferred (M, 2) and true (M, 2) poses are both known (all (elevation, azimuth), radians).
     Each angle gets the offset, and from 2 views on the reflection, that best align the true angles with
-    the inferred ones: the azimuth on the circle (`aligned`), the elevation on the line. Rendering a
+    the inferred ones (`aligned`): the azimuth on the circle, the elevation on the line. Rendering a
     target pose then shows the view a camera there would see, as far as the model's frame is known."""
     _, az_offset, az_flip = aligned(true[:, 1].double(), inferred[:, 1].double())
-    best = None
-    for s in (1.0, -1.0)[:1 if len(true) < 2 else 2]:
-        offset = (inferred[:, 0] - s * true[:, 0]).mean()
-        err = (inferred[:, 0] - s * true[:, 0] - offset).abs().mean()
-        if best is None or err < best[0]:
-            best = (err, s, offset)
-    _, el_sign, el_offset = best
-    az_sign = -1.0 if az_flip else 1.0
-    return torch.stack([el_sign * targets[:, 0] + el_offset, wrap(az_sign * targets[:, 1] + az_offset)], 1).to(targets.dtype)
+    _, el_offset, el_flip = aligned(true[:, 0].double(), inferred[:, 0].double(), circular=False)
+    el, az = (-1.0 if el_flip else 1.0) * targets[:, 0] + el_offset, (-1.0 if az_flip else 1.0) * targets[:, 1] + az_offset
+    return torch.stack([el, wrap(az)], 1).to(targets.dtype)
