@@ -9,7 +9,7 @@ for every model) and renders the others; an object's PSNR is the mean
 over its unseen views. Prints each model's mean and, against the first model, the mean paired difference
 with its standard error and how many objects the first model wins. With
 `--masked` the given views have a rectangle hidden (sec. 3.5.7) and every view is scored against the
-complete image. Writes benchmarks/results/nerf_novel_views_{shots}shot[_masked].json.
+complete image. Writes benchmarks/results/nerf_novel_views_{shots}shot[_masked].json, or --out.
 """
 
 import argparse
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="inference steps (default: each preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--masked", action="store_true", help="given views with a hidden rectangle (sec. 3.5.7)")
+    parser.add_argument("--out", default=None, help="JSON report (default: "
+                        "benchmarks/results/nerf_novel_views_{shots}shot[_masked].json)")
     args = parser.parse_args()
     scores = {m: per_object_psnr(m, args.objects, args.shots, args.steps, args.seed, args.masked) for m in args.models}
     first = scores[args.models[0]]
@@ -59,7 +61,8 @@ def main() -> None:
                      f"first better on {row['first_wins']}/{len(d)}")
         report["models"][m] = row
         print(line, flush=True)
-    out = Path(__file__).parent / "results" / f"nerf_novel_views_{args.shots}shot{'_masked' if args.masked else ''}.json"
+    default = Path(__file__).parent / "results" / f"nerf_novel_views_{args.shots}shot{'_masked' if args.masked else ''}.json"
+    out = Path(args.out) if args.out else default
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 
