@@ -4,8 +4,8 @@ classifiers trained on the real shapes, one per attribute.
     python benchmarks/cdrl_compose.py runs/cdrl-shapes-compose/model.safetensors [--num 24] [--guidance 3]
 
 Single attributes: every value of every attribute alone. Pairs: every (shape, colour), (shape, size)
-and (colour, size) combination. Prints the tables, writes benchmarks/results/cdrl_compose.json and a
-picture in the manner of Fig. 5.6 (one row per composition) to benchmarks/results/cdrl-shapes-compose.png.
+and (colour, size) combination. Prints the tables, writes benchmarks/results/cdrl_compose.json (--out) and a
+picture in the manner of Fig. 5.6 (one row per composition) to benchmarks/results/cdrl-shapes-compose.png (--figure).
 """
 
 import argparse
@@ -20,6 +20,7 @@ from ebmkit.methods import load_model
 from ebmkit.metrics.domain import DomainFeatures
 from ebmkit.viz import save_grid
 
+RESULTS = Path(__file__).parent / "results"
 FIGURE_ROWS = [["shape=circle"], ["color=red"], ["shape=circle", "color=red"], ["shape=square", "color=blue"],
                ["shape=triangle", "size=large"], ["shape=cross", "color=yellow", "size=small"]]
 
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--num", type=int, default=24, help="samples per attribute setting")
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "cdrl_compose.json")
+    parser.add_argument("--figure", type=Path, default=RESULTS / "cdrl-shapes-compose.png")
     args = parser.parse_args()
     method, step = load_model(args.model)
     cond = method.preset.conditioning
@@ -60,12 +63,12 @@ def main() -> None:
     for i, items in enumerate(FIGURE_ROWS):
         labels = method.attribute_labels(dict(cond.attribute_index(a) for a in items), 8)
         rows.append(method.sample(8, torch.Generator().manual_seed(100 + i), labels=labels, guidance=args.guidance))
-    save_grid(torch.cat(rows), Path(__file__).parent / "results" / "cdrl-shapes-compose.png", nrow=8)
+    save_grid(torch.cat(rows), args.figure, nrow=8)
     print("figure rows:", " | ".join(" ".join(r) for r in FIGURE_ROWS))
-    out = Path(__file__).parent / "results" / "cdrl_compose.json"
-    out.write_text(json.dumps({"model": args.model, "step": step, "guidance": args.guidance, "num_per_setting": args.num,
-                               "classifier_accuracy": {a: j.test_accuracy for a, j in zip(cond.attributes, judges)},
-                               "single": singles, "pairs": pairs}, indent=2) + "\n")
+    result = {"model": args.model, "step": step, "guidance": args.guidance, "num_per_setting": args.num,
+              "classifier_accuracy": {a: j.test_accuracy for a, j in zip(cond.attributes, judges)},
+              "single": singles, "pairs": pairs}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ class Conditioning(Strict):
     class_names: list[str] = []                     # optional names, so `--class circle` works
     attributes: list[str] = []                      # attribute names ("attributes" kind, sec. 5.4.6)
     attribute_values: list[list[str]] = []          # value names per attribute; empty: all binary (false, true)
+    attribute_weights: list[PositiveFloat] = []     # how often each attribute labels an image; empty: uniform
     label_dropout: Unit = 0.1                       # null-class rate for classifier-free guidance
+    classifier_loss: NonNegativeFloat = 0.0         # weight of the EBM-as-classifier cross-entropy (ours, not
+                                                    # the thesis's; CDRL.label_candidates); 0: off
     conditional_init: bool | None = None            # label the initializer too; unset: only for "class" (sec. 5.4.6)
 
     @model_validator(mode="after")
@@ -55,6 +58,9 @@ class Conditioning(Strict):
         if self.attribute_values and (len(self.attribute_values) != len(self.attributes)
                                       or any(len(v) < 2 for v in self.attribute_values)):
             raise ValueError("attribute_values needs one list of at least 2 values per attribute")
+        if self.attribute_weights and len(self.attribute_weights) != len(self.attributes):
+            raise ValueError(f"attribute_weights has {len(self.attribute_weights)} weights for "
+                             f"{len(self.attributes)} attributes")
         if self.kind == "none" and (self.num_classes or self.attributes):
             raise ValueError("kind 'none' takes no num_classes or attributes")
         if self.kind == "none" and self.conditional_init:

@@ -13,6 +13,7 @@ from ebmkit.data import load_dataset, to_model_space
 from ebmkit.data.masks import box_mask, irregular_mask, read_mask
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
+from ebmkit.methods.base import Batch
 from ebmkit.methods.cdrl import Guide
 from ebmkit.presets import load_preset
 
@@ -62,6 +63,47 @@ def test_attribute_labels_and_names():
     celeba = load_preset("cdrl-celeba64-compose").conditioning
     assert celeba.values == [["false", "true"]] * 3 and celeba.num_labels == 6
 
+
+
+def test_attribute_weights_set_how_often_each_attribute_labels_an_image():
+    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16",
+            "conditioning.label_dropout=0"]
+    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.attribute_weights=[6, 2, 2]"]),
+                          (3, 16, 16))
+    n = 20_000
+    batch = Batch(torch.zeros(n, 3, 16, 16), attributes=torch.tensor([[3, 2, 1]]).expand(n, 3))
+    torch.manual_seed(0)
+    label, _ = method._labels(batch)
+    cond = method.preset.conditioning
+    shares = [float((label == cond.attribute_label(j, v)).float().mean()) for j, v in enumerate([3, 2, 1])]
+    assert shares == pytest.approx([0.6, 0.2, 0.2], abs=0.015)     # binomial sd 0.0035
+    with pytest.raises(EbmkitError, match="attribute_weights has 2 weights for 3 attributes"):
+        load_preset("cdrl-shapes-compose", ["conditioning.attribute_weights=[1, 2]"])
+
+
+class LabelValue(torch.nn.Module):
+    """net(x; c) = c: a known logit per label."""
+
+    def forward(self, x, logsnr, label):
+        return label.float() + 0 * x.flatten(1).sum(1)
+
+
+def test_classifier_loss_is_the_cross_entropy_over_the_labelled_attribute():
+    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
+    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.classifier_loss=0.5"]), (3, 16, 16))
+    keep, cand, valid, truth = method.label_candidates(torch.tensor([0, 4, 6, 10]))   # null, cross, green, large
+    assert keep.tolist() == [False, True, True, True] and truth.tolist() == [3, 1, 1]
+    assert cand[valid].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] and valid.sum(1).tolist() == [4, 4, 2]
+    # Every image labelled by its shape (cross, label 4); with net(x; c) = c the logits are 1, 2, 3, 4.
+    only_shape = build_method(load_preset("cdrl-shapes-compose", tiny + [
+        "conditioning.classifier_loss=0.5", "conditioning.label_dropout=0", "conditioning.attribute_weights=[1, 1e-12, 1e-12]"]),
+        (3, 16, 16))
+    batch = Batch(torch.zeros(6, 3, 16, 16), attributes=torch.tensor([[3, 2, 1]]).expand(6, 3))
+    _, metrics = only_shape.train_step(batch, {"ebm": LabelValue(), "init": only_shape.nets["init"]})
+    assert float(metrics["label_ce"]) == pytest.approx(-torch.log_softmax(torch.arange(1.0, 5.0), 0)[3].item(), abs=1e-5)
+    classes = build_method(load_preset("cdrl-shapes-cond", tiny + ["conditioning.classifier_loss=1"]), (3, 16, 16))
+    keep, cand, valid, truth = classes.label_candidates(torch.tensor([3, 0]))
+    assert cand.tolist() == [[1, 2, 3, 4]] and valid.all() and truth.tolist() == [2]
 
 def test_inpainting_keeps_observed_pixels_and_varies(digits_model):
     method, _ = load_model(digits_model)

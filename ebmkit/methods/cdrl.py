@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ebmkit import viz
@@ -105,7 +106,11 @@ class CDRL(Method):
         if cond.kind == "class":
             label = batch.labels + 1
         else:  # each image speaks for one of its attributes, chosen at random (sec. 5.4.6)
-            which = torch.randint(0, batch.attributes.shape[1], (len(batch.x),), device=self.device)
+            if cond.attribute_weights:  # harder attributes can be shown more often
+                p = torch.tensor(cond.attribute_weights, device=self.device)
+                which = torch.multinomial(p / p.sum(), len(batch.x), replacement=True)
+            else:
+                which = torch.randint(0, batch.attributes.shape[1], (len(batch.x),), device=self.device)
             value = batch.attributes[torch.arange(len(batch.x), device=self.device), which].long()
             offsets = torch.tensor([cond.attribute_label(j, 0) for j in range(len(cond.attributes))],
                                    device=self.device)
@@ -179,16 +184,49 @@ class CDRL(Method):
         y_tilde = self.refine(self.nets["ebm"], y_hat, x_next, t, label, self.preset.sampler.steps)  # Eq. 5.3
         self.nets["ebm"].train()
 
-        # Eq. 5.5 as a loss on f_hat, levels weighted by sigma_1 / sigma_{t+1} (implementation notes).
-        both = nets["ebm"](torch.cat([y, y_tilde]), lv.logsnr[t].repeat(2),
-                           None if label is None else label.repeat(2))
-        f_data, f_sample = both.chunk(2)
+        # Eq. 5.5 as a loss on f_hat, levels weighted by sigma_1 / sigma_{t+1} (implementation notes),
+        # with the classifier term's inputs in the same network call (one forward per backward under DDP).
+        ys, logsnrs, labels = [y, y_tilde], [lv.logsnr[t]] * 2, [label] * 2
+        use_cls = label is not None and self.preset.conditioning.classifier_loss > 0
+        if use_cls:
+            keep, cand, valid, truth = self.label_candidates(label)
+            ys.append(y[keep].repeat_interleave(cand.shape[1], 0))
+            logsnrs.append(lv.logsnr[t][keep].repeat_interleave(cand.shape[1]))
+            labels.append(cand.flatten())
+        out = nets["ebm"](torch.cat(ys), torch.cat(logsnrs), None if label is None else torch.cat(labels))
+        f_data, f_sample = out[:len(y)], out[len(y):2 * len(y)]
         loss_ebm = (lv.loss_weight[t] * (f_sample - f_data)).mean()
+        metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
+        if use_cls:
+            logits = out[2 * len(y):].view(len(cand), -1).masked_fill(~valid, float("-inf"))
+            label_ce = F.cross_entropy(logits, truth)
+            loss_ebm = loss_ebm + self.preset.conditioning.classifier_loss * label_ce
+            metrics["label_ce"] = label_ce.detach()
         # Eq. 5.6 without the 1 / (2 sigma-tilde_t^2) factor (the "simple" loss).
         target = y_tilde if self.preset.train.init_target == "revised" else y_tilde - (y_hat - g.detach())
         loss_init = (target - g).pow(2).flatten(1).sum(1).mean()
-        metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
         return {"ebm": loss_ebm, "init": loss_init}, metrics
+
+    def label_candidates(self, label: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Our addition to Eq. 5.5 (conditioning.classifier_loss): the EBM read as a noise-aware classifier,
+        softmax over c of f_hat(y_t; c) on the data y_t, trained by cross-entropy; c ranges over the values
+        of the attribute each image is labelled by (all classes for class models). Recovery likelihood learns
+        what a label changes only from samples that differ from the data in it, and for a concept the sampler
+        cannot draw yet (crisp outlines) that contrast is missing; guided and composed sampling (Eq. 5.9,
+        5.12) follow exactly these label differences.
+
+        label (B,) -> keep (B,) bool (null-labelled images sit out), candidate labels (n, W), valid (n, W)
+        (attributes with fewer than W values are padded), truth (n,) index of the true label."""
+        cond = self.preset.conditioning
+        groups = [(1, cond.num_classes)] if cond.kind == "class" else \
+            [(cond.attribute_label(j, 0), len(v)) for j, v in enumerate(cond.values)]
+        first, size = (torch.tensor(g, device=self.device) for g in zip(*groups))  # (G,) first label, values
+        keep = label > 0
+        group = (label[keep, None] >= first[None]).sum(1) - 1  # (n,) attribute of each label
+        offset = torch.arange(int(size.max()), device=self.device)[None]  # (1, W)
+        valid = offset < size[group][:, None]
+        cand = first[group][:, None] + torch.where(valid, offset, 0)
+        return keep, cand, valid, label[keep] - first[group]
 
     # ------------------------------------------------------------------------------ Algorithm 5
     @torch.no_grad()
