@@ -40,10 +40,10 @@ def main() -> None:
     idx = torch.arange(min(args.num, len(data)))
     x0 = data.model_space(idx)
     if cond.kind == "attributes":
-        groups = {a: ([cond.attribute_label(j, v) for v in range(len(vals))], data.attributes[idx, j])
-                  for j, (a, vals) in enumerate(zip(cond.attributes, cond.values))}
+        names, truths = cond.attributes, data.attributes[idx].T
     else:
-        groups = {"class": ([c + 1 for c in range(cond.num_classes)], data.labels[idx])}
+        names, truths = ["class"], [data.labels[idx]]
+    groups = {name: (list(labels), truth) for name, labels, truth in zip(names, cond.label_groups(), truths)}
     g = torch.Generator().manual_seed(0)
     levels = range(method.levels.num_levels)
     print(f"model step {step}, {len(idx)} test images; EBM readout accuracy per level (0 = least noise)")

@@ -107,6 +107,12 @@ class Conditioning(Strict):
         """Network label (null = 0) of `value` (int or tensor) of attribute number `attribute`."""
         return 1 + sum(len(v) for v in self.values[:attribute]) + value
 
+    def label_groups(self) -> list[range]:
+        """Network labels of each attribute's values in order (class models: one group, every class)."""
+        if self.kind == "class":
+            return [range(1, self.num_classes + 1)]
+        return [range(self.attribute_label(j, 0), self.attribute_label(j, len(v))) for j, v in enumerate(self.values)]
+
 
 class Guard(Strict):
     """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or (from

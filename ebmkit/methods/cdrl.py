@@ -217,10 +217,9 @@ class CDRL(Method):
 
         label (B,) -> keep (B,) bool (null-labelled images sit out), candidate labels (n, W), valid (n, W)
         (attributes with fewer than W values are padded), truth (n,) index of the true label."""
-        cond = self.preset.conditioning
-        groups = [(1, cond.num_classes)] if cond.kind == "class" else \
-            [(cond.attribute_label(j, 0), len(v)) for j, v in enumerate(cond.values)]
-        first, size = (torch.tensor(g, device=self.device) for g in zip(*groups))  # (G,) first label, values
+        groups = self.preset.conditioning.label_groups()
+        first = torch.tensor([g.start for g in groups], device=self.device)  # (G,) first label of each group
+        size = torch.tensor([len(g) for g in groups], device=self.device)  # (G,) its number of values
         keep = label > 0
         group = (label[keep, None] >= first[None]).sum(1) - 1  # (n,) attribute of each label
         offset = torch.arange(int(size.max()), device=self.device)[None]  # (1, W)
