@@ -112,8 +112,7 @@ class CDRL(Method):
             else:
                 which = torch.randint(0, batch.attributes.shape[1], (len(batch.x),), device=self.device)
             value = batch.attributes[torch.arange(len(batch.x), device=self.device), which].long()
-            offsets = torch.tensor([cond.attribute_label(j, 0) for j in range(len(cond.attributes))],
-                                   device=self.device)
+            offsets = torch.tensor([g.start for g in cond.label_groups()], device=self.device)
             label = offsets[which] + value
         drop = torch.rand(len(label), device=self.device) < cond.label_dropout
         label = torch.where(drop, torch.zeros_like(label), label)
