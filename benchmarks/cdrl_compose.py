@@ -4,7 +4,10 @@ classifiers trained on the real shapes, one per attribute.
     python benchmarks/cdrl_compose.py runs/cdrl-shapes-compose/model.safetensors [--num 24] [--guidance 3]
 
 Single attributes: every value of every attribute alone. Pairs: every (shape, colour), (shape, size)
-and (colour, size) combination. Prints the tables, writes benchmarks/results/cdrl_compose.json (--out) and a
+and (colour, size) combination. A second, hand-made judge asks whether a sample looks like one shape on
+black at all: its lit area (pixels whose brightest channel exceeds 1/4) lies within the range of the
+training images' (4% to 41% of the frame). A frame filled with colour can fool the attribute classifiers,
+never this. Prints the tables, writes benchmarks/results/cdrl_compose.json (--out) and a
 picture in the manner of Fig. 5.6 (one row per composition) to benchmarks/results/cdrl-shapes-compose.png (--figure).
 """
 
@@ -15,21 +18,34 @@ from pathlib import Path
 
 import torch
 
-from ebmkit.data import from_model_space
+from ebmkit.data import from_config, from_model_space
 from ebmkit.methods import load_model
 from ebmkit.metrics.domain import DomainFeatures
 from ebmkit.viz import save_grid
 
 RESULTS = Path(__file__).parent / "results"
+LIT = 64  # a pixel is lit when its brightest channel exceeds this (uint8)
 FIGURE_ROWS = [["shape=circle"], ["color=red"], ["shape=circle", "color=red"], ["shape=square", "color=blue"],
                ["shape=triangle", "size=large"], ["shape=cross", "color=yellow", "size=small"]]
 
 
-def carried(method, judges, wanted: dict[int, int], num: int, guidance: float, seed: int) -> torch.Tensor:
-    """(num, len(wanted)) bool: which requested attributes each composed sample carries."""
+def lit_area(x: torch.Tensor) -> torch.Tensor:
+    """(N,) share of the frame lit in uint8 images (N, C, H, W)."""
+    return (x.amax(1) > LIT).float().flatten(1).mean(1)
+
+
+def carried(method, judges, area: tuple[float, float], wanted: dict[int, int], num: int, guidance: float,
+            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(num, len(wanted)) bool: which requested attributes each composed sample carries; (num,) bool:
+    whether its lit area lies in the training images' range `area`."""
     labels = method.attribute_labels(wanted, num)
     x = from_model_space(method.sample(num, torch.Generator().manual_seed(seed), labels=labels, guidance=guidance))
-    return torch.stack([judges[j].classify(x) == v for j, v in wanted.items()], 1)
+    lit = lit_area(x)
+    return torch.stack([judges[j].classify(x) == v for j, v in wanted.items()], 1), (lit >= area[0]) & (lit <= area[1])
+
+
+def share(ok: torch.Tensor) -> float:
+    return float(ok.float().mean())
 
 
 def main() -> None:
@@ -46,19 +62,25 @@ def main() -> None:
     judges = [DomainFeatures(method.preset.data.name, size, target=a) for a in cond.attributes]
     for a, judge in zip(cond.attributes, judges):
         print(f"{a} classifier: {judge.test_accuracy:.1%} test accuracy")
+    real = lit_area(from_config(method.preset.data, "train").x)
+    area = (float(real.min()), float(real.max()))
     seed = iter(range(10_000))
-    singles = {}
+    singles, pairs, shape_like, both = {}, {}, {}, {}
     for j, values in enumerate(cond.values):
-        ok = torch.cat([carried(method, judges, {j: v}, args.num, args.guidance, next(seed)) for v in range(len(values))])
-        singles[cond.attributes[j]] = float(ok.float().mean())
-    pairs = {}
+        name = cond.attributes[j]
+        ok, like = map(torch.cat, zip(*[carried(method, judges, area, {j: v}, args.num, args.guidance, next(seed))
+                                        for v in range(len(values))]))
+        singles[name], shape_like[name], both[name] = share(ok[:, 0]), share(like), share(ok[:, 0] & like)
     for j, k in itertools.combinations(range(len(cond.attributes)), 2):
-        ok = torch.cat([carried(method, judges, {j: u, k: v}, args.num, args.guidance, next(seed))
-                        for u, v in itertools.product(range(len(cond.values[j])), range(len(cond.values[k])))])
-        pairs[f"{cond.attributes[j]}+{cond.attributes[k]}"] = float(ok.all(1).float().mean())
+        name = f"{cond.attributes[j]}+{cond.attributes[k]}"
+        ok, like = map(torch.cat, zip(*[carried(method, judges, area, {j: u, k: v}, args.num, args.guidance, next(seed))
+                                        for u, v in itertools.product(range(len(cond.values[j])), range(len(cond.values[k])))]))
+        pairs[name], shape_like[name], both[name] = share(ok.all(1)), share(like), share(ok.all(1) & like)
     print(f"guidance w = {args.guidance}, {args.num} samples per setting, model step {step}")
     print("single attribute: share carrying it     ", "  ".join(f"{a} {v:.1%}" for a, v in singles.items()))
     print("two attributes: share carrying both     ", "  ".join(f"{a} {v:.1%}" for a, v in pairs.items()))
+    print(f"lit area in the training range {area[0]:.1%}-{area[1]:.1%}:", "  ".join(f"{a} {v:.1%}" for a, v in shape_like.items()))
+    print("carrying all requested and lit area in range:", "  ".join(f"{a} {v:.1%}" for a, v in both.items()))
     rows = []
     for i, items in enumerate(FIGURE_ROWS):
         labels = method.attribute_labels(dict(cond.attribute_index(a) for a in items), 8)
@@ -67,7 +89,8 @@ def main() -> None:
     print("figure rows:", " | ".join(" ".join(r) for r in FIGURE_ROWS))
     result = {"model": args.model, "step": step, "guidance": args.guidance, "num_per_setting": args.num,
               "classifier_accuracy": {a: j.test_accuracy for a, j in zip(cond.attributes, judges)},
-              "single": singles, "pairs": pairs}
+              "single": singles, "pairs": pairs, "lit_area_range": area, "lit_area_in_range": shape_like,
+              "carried_and_lit_area_in_range": both}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
