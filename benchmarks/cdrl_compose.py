@@ -1,7 +1,7 @@
 """How often composed samples carry the requested attributes (sec. 5.4.6, Fig. 5.6), measured by
 classifiers trained on the real shapes, one per attribute.
 
-    python benchmarks/cdrl_compose.py runs/cdrl-shapes-compose/model.safetensors [--num 24] [--guidance 3]
+    python benchmarks/cdrl_compose.py runs/cdrl-shapes-compose/model.safetensors [--num 24] [--guidance 3] [--steps K]
 
 Single attributes: every value of every attribute alone. Pairs: every (shape, colour), (shape, size)
 and (colour, size) combination. A second, hand-made judge asks whether a sample looks like one shape on
@@ -34,12 +34,12 @@ def lit_area(x: torch.Tensor) -> torch.Tensor:
     return (x.amax(1) > LIT).float().flatten(1).mean(1)
 
 
-def carried(method, judges, area: tuple[float, float], wanted: dict[int, int], num: int, guidance: float,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def carried(method, judges, area: tuple[float, float], wanted: dict[int, int], num: int, seed: int,
+            **sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """(num, len(wanted)) bool: which requested attributes each composed sample carries; (num,) bool:
-    whether its lit area lies in the training images' range `area`."""
+    whether its lit area lies in the training images' range `area`. `sampling`: guidance, steps."""
     labels = method.attribute_labels(wanted, num)
-    x = from_model_space(method.sample(num, torch.Generator().manual_seed(seed), labels=labels, guidance=guidance))
+    x = from_model_space(method.sample(num, torch.Generator().manual_seed(seed), labels=labels, **sampling))
     lit = lit_area(x)
     return torch.stack([judges[j].classify(x) == v for j, v in wanted.items()], 1), (lit >= area[0]) & (lit <= area[1])
 
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--num", type=int, default=24, help="samples per attribute setting")
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=None, help="Langevin steps per level (default: as trained)")
     parser.add_argument("--out", type=Path, default=RESULTS / "cdrl_compose.json")
     parser.add_argument("--figure", type=Path, default=RESULTS / "cdrl-shapes-compose.png")
     args = parser.parse_args()
@@ -65,29 +66,31 @@ def main() -> None:
     real = lit_area(from_config(method.preset.data, "train").x)
     area = (float(real.min()), float(real.max()))
     seed = iter(range(10_000))
-    singles, pairs, shape_like, both = {}, {}, {}, {}
-    for j, values in enumerate(cond.values):
-        name = cond.attributes[j]
-        ok, like = map(torch.cat, zip(*[carried(method, judges, area, {j: v}, args.num, args.guidance, next(seed))
-                                        for v in range(len(values))]))
-        singles[name], shape_like[name], both[name] = share(ok[:, 0]), share(like), share(ok[:, 0] & like)
+    sampling = {"guidance": args.guidance, "steps": args.steps}
+    settings = {a: [{j: v} for v in range(len(cond.values[j]))] for j, a in enumerate(cond.attributes)}
     for j, k in itertools.combinations(range(len(cond.attributes)), 2):
-        name = f"{cond.attributes[j]}+{cond.attributes[k]}"
-        ok, like = map(torch.cat, zip(*[carried(method, judges, area, {j: u, k: v}, args.num, args.guidance, next(seed))
-                                        for u, v in itertools.product(range(len(cond.values[j])), range(len(cond.values[k])))]))
-        pairs[name], shape_like[name], both[name] = share(ok.all(1)), share(like), share(ok.all(1) & like)
-    print(f"guidance w = {args.guidance}, {args.num} samples per setting, model step {step}")
+        settings[f"{cond.attributes[j]}+{cond.attributes[k]}"] = [
+            {j: u, k: v} for u, v in itertools.product(range(len(cond.values[j])), range(len(cond.values[k])))]
+    carry, shape_like, both = {}, {}, {}
+    for name, wanted in settings.items():
+        ok, like = map(torch.cat, zip(*[carried(method, judges, area, w, args.num, next(seed), **sampling) for w in wanted]))
+        carry[name], shape_like[name], both[name] = share(ok.all(1)), share(like), share(ok.all(1) & like)
+    singles = {a: carry.pop(a) for a in cond.attributes}
+    pairs = carry
+    steps = method.preset.sampler.steps if args.steps is None else args.steps
+    print(f"guidance w = {args.guidance}, {steps} Langevin steps per level, {args.num} samples per setting, model step {step}")
     print("single attribute: share carrying it     ", "  ".join(f"{a} {v:.1%}" for a, v in singles.items()))
     print("two attributes: share carrying both     ", "  ".join(f"{a} {v:.1%}" for a, v in pairs.items()))
-    print(f"lit area in the training range {area[0]:.1%}-{area[1]:.1%}:", "  ".join(f"{a} {v:.1%}" for a, v in shape_like.items()))
+    print(f"lit area in the training range {area[0]:.1%}-{area[1]:.1%}:",
+          "  ".join(f"{a} {v:.1%}" for a, v in shape_like.items()))
     print("carrying all requested and lit area in range:", "  ".join(f"{a} {v:.1%}" for a, v in both.items()))
     rows = []
     for i, items in enumerate(FIGURE_ROWS):
         labels = method.attribute_labels(dict(cond.attribute_index(a) for a in items), 8)
-        rows.append(method.sample(8, torch.Generator().manual_seed(100 + i), labels=labels, guidance=args.guidance))
+        rows.append(method.sample(8, torch.Generator().manual_seed(100 + i), labels=labels, **sampling))
     save_grid(torch.cat(rows), args.figure, nrow=8)
     print("figure rows:", " | ".join(" ".join(r) for r in FIGURE_ROWS))
-    result = {"model": args.model, "step": step, "guidance": args.guidance, "num_per_setting": args.num,
+    result = {"model": args.model, "step": step, "guidance": args.guidance, "steps": steps, "num_per_setting": args.num,
               "classifier_accuracy": {a: j.test_accuracy for a, j in zip(cond.attributes, judges)},
               "single": singles, "pairs": pairs, "lit_area_range": area, "lit_area_in_range": shape_like,
               "carried_and_lit_area_in_range": both}
