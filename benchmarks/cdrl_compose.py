@@ -6,7 +6,7 @@ classifiers trained on the real shapes, one per attribute.
 Single attributes: every value of every attribute alone. Pairs: every (shape, colour), (shape, size)
 and (colour, size) combination. A second, hand-made judge asks whether a sample looks like one shape on
 black at all: its lit area (pixels whose brightest channel exceeds 1/4) lies within the range of the
-training images' (4% to 41% of the frame). A frame filled with colour can fool the attribute classifiers,
+training images (4% to 41% of the frame). A frame filled with colour can fool the attribute classifiers,
 never this. Prints the tables, writes benchmarks/results/cdrl_compose.json (--out) and a
 picture in the manner of Fig. 5.6 (one row per composition) to benchmarks/results/cdrl-shapes-compose.png (--figure).
 """
