@@ -17,6 +17,9 @@ from ebmkit.methods.base import Batch
 from ebmkit.methods.cdrl import Guide
 from ebmkit.presets import load_preset
 
+# Small CDRL networks for tests that build a method without training it
+TINY = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
+
 
 class LabelNet(torch.nn.Module):
     """net(x; c) = (c + 1) * sum(x): distinct, known outputs per label."""
@@ -36,12 +39,10 @@ def test_guide_is_eq_5_9_and_5_12(labels, w):
     assert torch.allclose(guide.combine(LabelNet(), x, torch.zeros(5)), expected, atol=1e-5)
 
 
-
 def test_attribute_models_label_the_initializer_only_when_asked():
-    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
-    plain = build_method(load_preset("cdrl-shapes-compose", tiny), (3, 16, 16))        # sec. 5.4.6
+    plain = build_method(load_preset("cdrl-shapes-compose", TINY), (3, 16, 16))        # sec. 5.4.6
     assert not plain.preset.conditioning.init_takes_labels and plain.nets["init"].temb.label_proj is None
-    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.conditional_init=true"]), (3, 16, 16))
+    method = build_method(load_preset("cdrl-shapes-compose", TINY + ["conditioning.conditional_init=true"]), (3, 16, 16))
     assert method.nets["init"].temb.label_proj is not None
     x, t = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
     labels = method.attribute_labels({0: 1, 1: 2}, 4)
@@ -64,11 +65,9 @@ def test_attribute_labels_and_names():
     assert celeba.values == [["false", "true"]] * 3 and celeba.num_labels == 6
 
 
-
 def test_attribute_weights_set_how_often_each_attribute_labels_an_image():
-    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16",
-            "conditioning.label_dropout=0"]
-    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.attribute_weights=[6, 2, 2]"]),
+    method = build_method(load_preset("cdrl-shapes-compose", TINY + ["conditioning.label_dropout=0",
+                                                                     "conditioning.attribute_weights=[6, 2, 2]"]),
                           (3, 16, 16))
     n = 20_000
     batch = Batch(torch.zeros(n, 3, 16, 16), attributes=torch.tensor([[3, 2, 1]]).expand(n, 3))
@@ -89,21 +88,21 @@ class LabelValue(torch.nn.Module):
 
 
 def test_classifier_loss_is_the_cross_entropy_over_the_labelled_attribute():
-    tiny = ["ebm.channels=[8]", "init.base_channels=8", "init.channel_mult=[1]", "init.temb_dim=16", "ebm.temb_dim=16"]
-    method = build_method(load_preset("cdrl-shapes-compose", tiny + ["conditioning.classifier_loss=0.5"]), (3, 16, 16))
+    method = build_method(load_preset("cdrl-shapes-compose", TINY + ["conditioning.classifier_loss=0.5"]), (3, 16, 16))
     keep, cand, valid, truth = method.label_candidates(torch.tensor([0, 4, 6, 10]))   # null, cross, green, large
     assert keep.tolist() == [False, True, True, True] and truth.tolist() == [3, 1, 1]
     assert cand[valid].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] and valid.sum(1).tolist() == [4, 4, 2]
     # Every image labelled by its shape (cross, label 4); with net(x; c) = c the logits are 1, 2, 3, 4.
-    only_shape = build_method(load_preset("cdrl-shapes-compose", tiny + [
+    only_shape = build_method(load_preset("cdrl-shapes-compose", TINY + [
         "conditioning.classifier_loss=0.5", "conditioning.label_dropout=0", "conditioning.attribute_weights=[1, 1e-12, 1e-12]"]),
         (3, 16, 16))
     batch = Batch(torch.zeros(6, 3, 16, 16), attributes=torch.tensor([[3, 2, 1]]).expand(6, 3))
     _, metrics = only_shape.train_step(batch, {"ebm": LabelValue(), "init": only_shape.nets["init"]})
     assert float(metrics["label_ce"]) == pytest.approx(-torch.log_softmax(torch.arange(1.0, 5.0), 0)[3].item(), abs=1e-5)
-    classes = build_method(load_preset("cdrl-shapes-cond", tiny + ["conditioning.classifier_loss=1"]), (3, 16, 16))
+    classes = build_method(load_preset("cdrl-shapes-cond", TINY + ["conditioning.classifier_loss=1"]), (3, 16, 16))
     keep, cand, valid, truth = classes.label_candidates(torch.tensor([3, 0]))
     assert cand.tolist() == [[1, 2, 3, 4]] and valid.all() and truth.tolist() == [2]
+
 
 def test_inpainting_keeps_observed_pixels_and_varies(digits_model):
     method, _ = load_model(digits_model)
