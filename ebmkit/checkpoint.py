@@ -21,15 +21,20 @@ from ebmkit.errors import EbmkitError
 FORMAT = "ebmkit-1"
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
+def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | Path,
+                commit: bool = True) -> Path:
+    """Write to a temporary file in the same folder and flush it to disk; then rename it over `path`, or
+    with commit=False leave that to the caller (os.replace) and return the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    if not commit:
+        return tmp
     os.replace(tmp, path)
+    return path
 
 
 def read_safetensors(path: str | Path, what: str = "model file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -49,12 +54,13 @@ def read_safetensors(path: str | Path, what: str = "model file") -> tuple[dict[s
 
 
 # ---------------------------------------------------------------------------- model files
-def save_model(path: str | Path, method: str, step: int, preset_json: str,
-               components: dict[str, torch.nn.Module]) -> None:
+def save_model(path: str | Path, method: str, step: int, preset_json: str, components: dict[str, torch.nn.Module],
+               commit: bool = True, status: str | None = None) -> Path:
+    """`status`: a note kept in the metadata (e.g. that the run diverged after this step)."""
     tensors = {f"{name}.{k}": v for name, module in components.items() for k, v in module.state_dict().items()}
     metadata = {"format": FORMAT, "ebmkit_version": __version__, "method": method, "step": str(step),
-                "preset": preset_json}
-    atomic_save(tensors, metadata, path)
+                "preset": preset_json, **({"status": status} if status else {})}
+    return atomic_save(tensors, metadata, path, commit)
 
 
 def split_components(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -93,10 +99,11 @@ def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_state(path: str | Path, state: dict) -> None:
+def save_state(path: str | Path, state: dict, commit: bool = True) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_state(state, tensors)
-    atomic_save(tensors, {"format": FORMAT, "ebmkit_version": __version__, "state": json.dumps(skeleton)}, path)
+    return atomic_save(tensors, {"format": FORMAT, "ebmkit_version": __version__, "state": json.dumps(skeleton)},
+                       path, commit)
 
 
 def load_state(path: str | Path) -> dict:

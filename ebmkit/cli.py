@@ -76,7 +76,7 @@ def presets_show(name: str, overrides: SetOpt = [], as_json: JsonOpt = False):
 def train(
     preset: Annotated[Optional[str], typer.Option(help="Preset name (see `ebmkit presets list`) or a .toml/.json file.")] = None,
     overrides: SetOpt = [],
-    data: Annotated[Optional[str], typer.Option(help="Local data path (sets data.path).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Point presets: a point file (.npy, .npz, .csv) of shape (N, D) to train on; local image/scene sets: their folder (sets data.path).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/PRESET].")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over in a non-empty run directory.")] = False,
@@ -85,7 +85,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ):
     """Train a model. Multi-GPU/multi-node: `torchrun --nproc_per_node N -m ebmkit train ...`."""
-    from ebmkit.presets import load_preset
+    from ebmkit.presets import load_preset, with_data
     from ebmkit.train import train as run_training
 
     if eval_every is not None:
@@ -103,7 +103,7 @@ def train(
         cfg = load_preset(preset, overrides)
         directory = run_dir or Path("runs") / cfg.name
     if data is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
+        cfg = with_data(cfg, data)
     model = run_training(cfg, directory, resume=resume is not None, overwrite=overwrite, device=device, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         err.print(f"model written to {model}")
@@ -128,7 +128,10 @@ def sample(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Draw samples from a trained model, optionally class-conditional with guidance."""
+    """Draw samples from a trained model, optionally class-conditional with guidance.
+
+    Point models write their samples in the training data's own units: .npz (array `samples`), .csv, or
+    for 2-D a scatter .png (with the per-level picture of Fig. 5.5 beside it, in model space)."""
     import numpy as np
     import torch
 
@@ -136,12 +139,15 @@ def sample(
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    _check_outputs(out_path, out_dir)
+    if out_path is None and out_dir is None:
+        raise EbmkitError("give --out FILE (.png, .npz; .csv for point models) and/or --out-dir DIR")
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, command="sample")
     is_points = len(method.shape) == 1
-    if out_dir is not None and is_points:
-        raise EbmkitError("--out-dir writes images; this model draws 2-D points (use --out .png or .npz)")
+    if is_points:
+        _check_points_output(method, out_path, out_dir)
+    else:
+        _check_outputs(out_path, out_dir)
     if method.name == "nerf_lebm":
         return _sample_scenes(method, model, step, num, out_path, out_dir, seed, grid, depth, ema, as_json)
     if grid is not None or depth:
@@ -167,15 +173,12 @@ def sample(
                           guidance=guidance or 0.0, progress=lambda n: bar.advance(task, n))
     seconds = time.time() - tic
     written = []
-    if out_path is not None:
+    if out_path is not None and is_points:  # in the data's own units
+        written = _write_points(method, x, out_path, lambda path: _levels_figure(method, path, seed, dev, steps, ema))
+    elif out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         if out_path.suffix == ".npz":
             np.savez(out_path, samples=x.numpy())
-        elif is_points:
-            viz.save_scatter(x, out_path)
-            levels_path = out_path.with_name(out_path.stem + "_levels.png")
-            written.append(str(levels_path))
-            _levels_figure(method, levels_path, seed, dev, steps, ema)
         else:
             viz.save_grid(x, out_path, nrow)
         written.insert(0, str(out_path))
@@ -217,16 +220,16 @@ def _sample_scenes(method, model: Path, step: int, num: int, out_path, out_dir, 
 
 
 def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
-    """Fig. 5.5 for a 2-D model: data, learned density and samples at every noise level."""
+    """Fig. 5.5 for a 2-D model, in its model space: data, learned density and samples at every noise level."""
     import torch
 
     from ebmkit import viz
-    from ebmkit.data import from_config
+    from ebmkit.metrics.points import reference_points
 
-    data = from_config(method.preset.data, "test", method.preset.train.seed)
+    data = method.units.to_model(reference_points(method, 1000, method.preset.train.seed)[0][:2000])
     gen = torch.Generator(device).manual_seed(seed)
     levels = method.sample_levels(2000, gen, steps=steps, use_ema=ema)
-    viz.levels_figure_2d(method, data.x[:2000].to(device), levels, path, gen)
+    viz.levels_figure_2d(method, data.to(device), levels, path, gen)
 
 
 # ---------------------------------------------------------------------------- compose
@@ -582,6 +585,32 @@ def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:
         raise EbmkitError(f"--out {out_path}: use a .png or .npz file name")
 
 
+def _check_points_output(method, out_path: Optional[Path], out_dir: Optional[Path]) -> None:
+    dim = method.shape[0]
+    if out_dir is not None:
+        raise EbmkitError(f"--out-dir writes images; this model draws {dim}-D points (use --out .npz, .csv or .png)")
+    if out_path.suffix not in (".png", ".npz", ".csv"):
+        raise EbmkitError(f"--out {out_path}: use a .npz, .csv or (2-D points) .png file name")
+    if out_path.suffix == ".png" and dim != 2:
+        raise EbmkitError(f"--out {out_path}: a scatter picture needs 2-D points, this model draws {dim}-D ones "
+                          f"(write .npz or .csv)")
+
+
+def _write_points(method, x, out_path: Path, levels_figure) -> list[str]:
+    """Samples in the data's units: .npz / .csv, or a 2-D scatter with `levels_figure(path)` beside it."""
+    from ebmkit import viz
+    from ebmkit.data.points import write_points
+
+    x = method.units.to_data(x)
+    if out_path.suffix != ".png":
+        write_points(x, out_path)
+        return [str(out_path)]
+    viz.save_scatter(x, out_path)
+    levels_path = out_path.with_name(out_path.stem + "_levels.png")
+    levels_figure(levels_path)
+    return [str(out_path), str(levels_path)]
+
+
 def _write_images(x, out_path: Optional[Path], out_dir: Optional[Path], nrow: int | None = None, npz=None) -> list[str]:
     """A grid (.png) or array (.npz, `npz` if given, else x) and/or one PNG per image."""
     import numpy as np
@@ -679,25 +708,30 @@ def ood_score(
 # ---------------------------------------------------------------------------- eval
 @eval_app.command("mmd")
 def eval_mmd(
-    model: Annotated[Path, typer.Option(help="Model file of a 2-D model.")],
-    num: Annotated[int, typer.Option(min=10, help="Samples, and points in each fresh data draw.")] = 5000,
+    model: Annotated[Path, typer.Option(help="Model file of a point model.")],
+    ref: Annotated[Optional[Path], typer.Option(help="Held-out points (.npy, .npz, .csv) in the data's units; default: a fresh draw of a built-in set, or the training file.")] = None,
+    num: Annotated[int, typer.Option(min=10, help="Samples, and reference points in each half.")] = 5000,
     seed: SeedOpt = 0,
     steps: StepsOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Squared MMD (RBF kernels) of samples to fresh data, beside a second data draw's."""
+    """Squared MMD (RBF kernels) of samples to held-out data, beside a second half of that data's."""
     from ebmkit.methods import load_model
     from ebmkit.metrics.points import points_report
     from ebmkit.train import setup_ranks
 
     method, step = load_model(model, setup_ranks(device).device, command="eval mmd")
     if len(method.shape) != 1:
-        raise EbmkitError(f"{model} is an image model; eval mmd is for 2-D models")
-    report = {"model": str(model), "step": step, **points_report(method, num, seed, steps=steps)}
+        raise EbmkitError(f"{model} is an image model; eval mmd is for point models")
+    report = {"model": str(model), "step": step,
+              **points_report(method, num, seed, steps=steps, ref=None if ref is None else str(ref))}
+    if not report["finite"]:
+        raise EbmkitError(f"{model} draws non-finite samples (NaN or inf): the model is broken", exit_code=1)
     if as_json:
         print(json.dumps(report))
         return
+    out.print(f"{report['num']} samples against {report['reference']}")
     table = Table("bandwidth", "MMD^2 model", "MMD^2 data", "ratio", box=None)
     for h, m, d in zip(report["bandwidths"], report["mmd2_model"], report["mmd2_data"]):
         table.add_row(f"{h:g}", f"{m:.3e}", f"{d:.3e}", f"{m / d:.2f}")

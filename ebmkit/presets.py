@@ -28,11 +28,32 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------------------- shared sections
 class DataConfig(Strict):
     name: str                             # built-in set or local format, see ebmkit.data
-    path: str | None = None               # where local data sets live
+    path: str | None = None               # where local data sets live; the file of "points"
     image_size: PositiveInt | None = None
     hflip: bool = False                   # random horizontal flips of training images
     num_points: PositiveInt = 50_000      # size of the fixed draw for 2-D sets
-    scale: PositiveFloat = 1.0            # 2-D sets lie within [-4, 4]^2 times this
+    scale: PositiveFloat = 1.0            # 2-D sets lie within [-4, 4]^2 times this; with standardize, the std
+    standardize: bool = False             # points: each coordinate to mean 0 and std `scale` by the training
+                                          # data's statistics, kept in the model file (samples come back in data units)
+
+    @property
+    def toy_scale(self) -> float:
+        """The factor on a built-in 2-D set's own units: `scale`, unless `scale` is the standardised spread."""
+        return 1.0 if self.standardize else self.scale
+
+    @model_validator(mode="after")
+    def _path_fits_name(self):
+        from ebmkit.data import BUILTIN, POINT_SETS
+
+        if self.name == "points" and self.path is None:
+            raise ValueError("name 'points' reads a point file: set data.path (or give --data FILE)")
+        if self.name in BUILTIN and self.path is not None:
+            raise ValueError(f"the built-in set {self.name!r} reads no file, yet data.path is set"
+                             + (" (for your own points use data.name = 'points', or --data FILE)"
+                                if self.name in POINT_SETS else ""))
+        if self.standardize and self.name not in POINT_SETS:
+            raise ValueError(f"standardize is for point data, not {self.name!r}")
+        return self
 
 
 class Conditioning(Strict):
@@ -115,19 +136,24 @@ class Conditioning(Strict):
 
 
 class Guard(Strict):
-    """Divergence guard: on a non-finite loss or gradient, |energy| above `max_abs_energy`, or (from
-    iteration `spike_after`) |energy| above `spike_factor` times its running mean as of the last good
-    snapshot (floored at 1), restore that snapshot and multiply the learning rates by `lr_factor`. The
-    reference is frozen between snapshots so that a chain running away a few percent per step, which a
-    running mean would follow, is still caught."""
+    """Divergence guard (Trainer._check in train.py): a non-finite loss, gradient or weight; |energy| above
+    `max_abs_energy`; and from iteration `spike_after` on, |energy| above `spike_factor` x its running mean
+    at the last good snapshot (a blow-up), or the running gap between data and sample energies above
+    `drift_factor` x its lowest value at the snapshots of the last `drift_window` iterations (a slow
+    drift: the samples no longer follow the model); references are floored at 1. Each restores the last good state and
+    multiplies the learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run
+    stops (exit 1) with that state as its model."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6
     spike_factor: Annotated[float, Field(gt=1)] = 100.0
-    spike_after: NonNegativeInt = 100              # no spike test before this iteration: energies grow fast at first
+    spike_after: NonNegativeInt = 100              # no relative test before this iteration: energies grow fast at first
+    drift_factor: Annotated[float, Field(gt=1)] = 30.0
+    drift_window: PositiveInt = 2000
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20
+    min_lr_scale: Annotated[float, Field(gt=0, lt=1)] = 0.01
 
 
 class Speed(Strict):
@@ -592,6 +618,29 @@ def load_preset(source: str, overrides: list[str] = ()) -> Preset:
     """A validated preset from a name or file, with `--set KEY=VALUE` overrides applied first."""
     raw, label = _read(source)
     return validate(apply_overrides(raw, list(overrides)), label)
+
+
+def with_data(preset: Preset, path: str) -> Preset:
+    """`ebmkit train --data PATH`: a point preset trains on the point file PATH (data.name = "points"); a
+    preset of a local image or scene set reads it from PATH (data.path). A preset of a built-in set
+    cannot use a path, and says so."""
+    from ebmkit.data import BUILTIN, POINT_SETS
+    from ebmkit.data.points import POINT_EXTS
+
+    data = preset.data
+    if data.name in POINT_SETS:
+        if Path(path).suffix.lower() not in POINT_EXTS:
+            raise EbmkitError(f"--data {path}: preset {preset.name!r} learns points, so --data takes a point file "
+                              f"({', '.join(POINT_EXTS)}) holding an (N, D) array")
+        update = {"name": "points", "path": path}
+    elif data.name in BUILTIN:
+        raise EbmkitError(f"--data {path}: preset {preset.name!r} trains on the built-in {data.name!r} set, which "
+                          f"reads no files (--data is for presets of point files and local data sets)")
+    else:
+        update = {"path": path}
+    raw = preset.model_dump(mode="json")
+    raw["data"].update(update)
+    return validate(raw, f"{preset.name} with --data {path}")
 
 
 def speed_overrides() -> list[str]:

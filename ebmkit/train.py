@@ -9,6 +9,10 @@ gradient clipping, keeps EMA copies, guards against divergence, and writes the r
     RUN/metrics.jsonl             one JSON line per log interval, and guard events
     RUN/samples/step_*.png        periodic previews
 
+Checkpoints are staged in temporary files and renamed over the run's files only once a forward pass
+from that state has passed the divergence guard, so the run's model is never a state the guard would
+reject; when the guard cannot recover, the run stops (exit 1) with the last good state as its model.
+
 Multi-GPU / multi-node: launch with torchrun; each rank draws its own data shard and RNG stream,
 gradients are averaged by DDP, only rank 0 writes. Ctrl-C (or SIGTERM) finishes the current step,
 saves, and exits.
@@ -35,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ebmkit import checkpoint
 from ebmkit.data import from_config
 from ebmkit.data.batches import ShardedBatches
+from ebmkit.data.points import PointUnits
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import Method, build_method, save_model
 
@@ -146,6 +151,44 @@ class Stopper:
 
 
 # ---------------------------------------------------------------------------- the loop
+class Watch:
+    """What the divergence guard tracks between steps: running means (decay 0.99) of the energy level
+    (the largest |energy*| metric) and of the gap between paired energies (Method.energy_pairs, data
+    against samples), and the gap at recent snapshots, the reference of the drift test. The drift test
+    watches the gap, not the level: a constant added to f changes no loss, so the level may wander
+    while the model is sound; a gap that keeps growing means the samples no longer follow the model."""
+
+    def __init__(self):
+        self.level: float | None = None
+        self.gap = 0.0
+        self.history: list[list[float]] = []  # [step, gap] at the snapshots of the last guard.drift_window steps
+
+    def update(self, level: float, gap: float) -> None:
+        if self.level is None:
+            self.level, self.gap = level, gap
+        else:
+            self.level, self.gap = 0.99 * self.level + 0.01 * level, 0.99 * self.gap + 0.01 * gap
+
+    def mark(self, step: int, window: int) -> None:
+        """Record the running means at a snapshot; forget marks older than `window` steps."""
+        if self.level is not None:
+            self.history = [h for h in self.history if step - window <= h[0] < step] + [[step, self.gap]]
+
+    def drift(self, factor: float) -> str:
+        """As a reason, that the running gap exceeds `factor` x its lowest value at the recorded snapshots
+        (floored at 1); "" if it does not."""
+        low = max(min((h[1] for h in self.history), default=float("inf")), 1.0)
+        if self.level is not None and self.gap > factor * low:
+            return f"energy drift: the running data/sample energy gap {self.gap:.3g} is {self.gap / low:.0f}x its lowest recent level"
+        return ""
+
+    def state_dict(self) -> dict:
+        return {"level": self.level, "gap": self.gap, "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.level, self.gap, self.history = state["level"], state["gap"], [list(h) for h in state["history"]]
+
+
 class Trainer:
     def __init__(self, preset, run_dir: Path, ranks: Ranks, resume: bool, quiet: bool = False):
         self.preset, self.run_dir, self.ranks, self.quiet = preset, run_dir, ranks, quiet
@@ -155,6 +198,7 @@ class Trainer:
         self.method = build_method(preset, self.data.shape, ranks.device)
         self.method.check_data(self.data)
         if not resume:
+            self.method.fit_units(self.data)
             self.method.start()
         if t.batch_size % ranks.world:
             raise EbmkitError(f"train.batch_size {t.batch_size} is not divisible by {ranks.world} processes")
@@ -165,10 +209,15 @@ class Trainer:
                            for k, v in self.method.nets.items()}
         if ranks.world > 1:  # DDP gave every rank rank 0's initial weights; so must the EMA copies
             self.method.ema.load_state_dict(self.method.nets.state_dict())
-        self.step, self.lr_scale, self.rollbacks, self.energy_scale = 0, 1.0, 0, None
+        self.step, self.lr_scale, self.rollbacks, self.watch = 0, 1.0, 0, Watch()
         if resume:
             self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
-        self.snapshot = self._snapshot()
+        # A state is good once a forward pass from it has passed the guard. `snapshot` is the last good
+        # state in memory (rollbacks restore it); `pending` a newer one awaiting that check; `staged`
+        # checkpoint files written beside the run's files, renamed over them once their state is good.
+        self.snapshot, self.pending, self.staged, self.staged_step = self._snapshot(), None, [], None
+        self.any_good = resume  # whether any state has passed the guard (the initial one has not, yet)
+        self.committed = self.step if resume else None  # the step of the run's checkpoint files
         self.preview_gen_seed = t.seed + 12345
         self.evaluator = None
         if t.eval_every and ranks.main:  # references are prepared now: a bad setting fails before step 1
@@ -178,7 +227,7 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
-        return copy.deepcopy({"step": self.step, "energy_scale": self.energy_scale,
+        return copy.deepcopy({"step": self.step, "watch": self.watch.state_dict(),
                               "components": {k: m.state_dict() for k, m in self.method.components().items()},
                               "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}})
 
@@ -187,20 +236,23 @@ class Trainer:
             m.load_state_dict(snap["components"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(snap["optimizers"][k])
+        self.watch.load_state_dict(copy.deepcopy(snap["watch"]))
 
     def _state(self) -> dict:
         return {"step": self.step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
-                "energy_scale": self.energy_scale,
+                "watch": self.watch.state_dict(),
                 "components": {k: m.state_dict() for k, m in self.method.components().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "batches": self.batches.state_dict(), "rng": rng_state(self.ranks)}
+                "batches": self.batches.state_dict(), "rng": rng_state(self.ranks),
+                "units": None if self.method.units is None else self.method.units.to_dict()}
 
     def _load_state(self, state: dict) -> None:
         self._restore(state)
         self.step, self.lr_scale, self.rollbacks = state["step"], state["lr_scale"], state["rollbacks"]
-        self.energy_scale = state["energy_scale"]
         self.batches.load_state_dict(state["batches"])
         set_rng_state(state["rng"], self.ranks)
+        if state.get("units") is not None:
+            self.method.units = PointUnits.from_dict(state["units"])
 
     def rank_checksums(self) -> list[float]:
         """A position-weighted float64 sum of every parameter, per rank (collective)."""
@@ -212,16 +264,53 @@ class Trainer:
         dist.all_gather(parts, local)
         return [float(x) for x in parts]
 
-    def save(self) -> None:
-        state = self._state()  # collective: every rank takes part
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, status: str | None = None) -> bool:
+        """Stage the training state and the model of this step beside the run's files (collective). They
+        replace those files once a forward pass from this state passes the guard (`_commit`), at once when
+        the guard is off. False, writing nothing, when a weight is not finite. `status` goes into the
+        model's metadata."""
+        if not all(bool(torch.isfinite(v).all()) for m in self.method.components().values()
+                   for v in m.state_dict().values() if v.is_floating_point()):
+            return False
+        state = self._state()
         checksums = self.rank_checksums()
-        self.log({"event": "checkpoint", "step": self.step, "rank_checksums": checksums})
         if len(set(checksums)) > 1:
             raise EbmkitError(f"ranks hold different parameters at step {self.step}: {checksums}", exit_code=1)
+        self._discard()
         if self.ranks.main:
-            checkpoint.save_state(self.run_dir / "train_state.safetensors", state)
-            save_model(self.run_dir / "model.safetensors", self.method, self.step)
-        self.snapshot = self._snapshot()
+            self.staged = [
+                (checkpoint.save_state(self.run_dir / "train_state.safetensors", state, commit=False),
+                 self.run_dir / "train_state.safetensors"),
+                (save_model(self.run_dir / "model.safetensors", self.method, self.step, commit=False, status=status),
+                 self.run_dir / "model.safetensors")]
+        self.staged_step, self.staged_checksums = self.step, checksums
+        self.pending = self._snapshot()
+        if not self.preset.guard.enabled:
+            self._commit()
+        return True
+
+    def _commit(self) -> None:
+        """The staged checkpoint files replace the run's (rank 0 holds them; every rank keeps the count)."""
+        if self.staged_step is None:
+            return
+        for tmp, path in self.staged:
+            os.replace(tmp, path)
+        self.log({"event": "checkpoint", "step": self.staged_step, "rank_checksums": self.staged_checksums})
+        self.committed, self.staged, self.staged_step = self.staged_step, [], None
+
+    def _discard(self) -> None:
+        for tmp, _ in self.staged:
+            tmp.unlink(missing_ok=True)
+        self.staged, self.staged_step = [], None
+
+    def _state_is_good(self) -> None:
+        """The forward pass from the current state passed the guard: it becomes the last good state, and
+        its staged checkpoint the run's."""
+        if self.pending is not None:
+            self.snapshot, self.pending = self.pending, None
+        self.any_good = True
+        self._commit()
 
     def preview(self) -> None:
         if self.ranks.main:
@@ -259,8 +348,9 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = spec.lr * spec.lr_factor(self.step) * self.lr_scale
 
-    def train_step(self) -> dict[str, torch.Tensor] | None:
-        """One update of every network; None when the guard rolled back instead."""
+    def train_step(self, update: bool = True) -> dict[str, torch.Tensor] | None:
+        """One update of every network; None when the guard rolled back instead. With update=False only
+        the forward pass and the guard's check of the current state (before it is committed as final)."""
         batch = self.method.make_batch(self.data, self.batches.next())
         self.method.step = self.step  # methods with training phases (CoopFlow pre-training) read it
         losses, metrics = self.method.train_step(batch, self.train_nets)
@@ -272,8 +362,14 @@ class Trainer:
             clip = self.specs[name].grad_clip or float("inf")
             norms[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         values = {**{f"loss_{k}": v.detach() for k, v in losses.items()}, **metrics, **norms}
-        if self.preset.guard.enabled and self._diverged(values):
-            return None
+        if self.preset.guard.enabled:
+            reason, vals = self._check(values)
+            if reason:
+                self._rollback(reason, vals)
+                return None
+        self._state_is_good()
+        if not update:
+            return values
         self._set_lr()
         for opt in self.optimizers.values():
             opt.step()
@@ -282,41 +378,70 @@ class Trainer:
         self.step += 1
         return values
 
-    def _diverged(self, values: dict[str, torch.Tensor]) -> bool:
-        """Non-finite loss or gradient, |energy| above the bound, or an energy spike: restore the last
-        good state and lower the learning rates."""
-        g = self.preset.guard
+    def _check(self, values: dict[str, torch.Tensor]) -> tuple[str, dict[str, float]]:
+        """Why the step's values show divergence ("" if they do not), the same on every rank. Tests, in
+        order: a non-finite loss or gradient; |energy| above guard.max_abs_energy; from guard.spike_after
+        on, |energy| above spike_factor x its running mean at the last snapshot (a sudden blow-up), and the
+        running data/sample energy gap above drift_factor x its lowest value at the snapshots of the last
+        drift_window steps (a slow drift; see Watch). References are floored at 1."""
+        g, w = self.preset.guard, self.watch
         vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
-        energy = max((abs(v) for k, v in vals.items() if k.startswith("energy")), default=0.0)
+        level = max((abs(v) for k, v in vals.items() if k.startswith("energy")), default=0.0)
+        gap = max((abs(vals[a] - vals[b]) for a, b in self.method.energy_pairs if a in vals and b in vals), default=0.0)
+        ref = self.snapshot["watch"]["level"] or w.level
+        relative = self.step >= g.spike_after
         reason = ""
         if not all(math.isfinite(v) for v in vals.values()):
             reason = "non-finite value"
-        elif energy > g.max_abs_energy:
-            reason = f"|energy| {energy:.3g} above guard.max_abs_energy"
-        elif (ref := self.snapshot["energy_scale"] or self.energy_scale) and self.step >= g.spike_after \
-                and energy > g.spike_factor * max(ref, 1.0):
-            reason = f"|energy| {energy:.3g} is {energy / ref:.0f}x its running mean at the last snapshot"
+        elif level > g.max_abs_energy:
+            reason = f"|energy| {level:.3g} above guard.max_abs_energy"
+        elif relative and ref and level > g.spike_factor * max(ref, 1.0):
+            reason = f"|energy| {level:.3g} is {level / max(ref, 1.0):.0f}x its running mean at the last snapshot"
+        elif relative and (drift := w.drift(g.drift_factor)):
+            reason = drift
         bad = torch.tensor(float(bool(reason)))
         if self.ranks.world > 1:  # every rank takes the same decision
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
             reason = reason or ("divergence on another rank" if bad.item() else "")
         if not reason:
-            self.energy_scale = energy if self.energy_scale is None else 0.99 * self.energy_scale + 0.01 * energy
-            return False
+            w.update(level, gap)
+        return reason, vals
+
+    def _rollback(self, reason: str, vals: dict[str, float]) -> None:
+        """Restore the last good state and lower the learning rates; give up (exit 1, the last good state
+        written as the run's model) after guard.max_rollbacks or below guard.min_lr_scale."""
+        g = self.preset.guard
+        self._discard()
+        self.pending = None
         self.rollbacks += 1
-        if self.rollbacks > g.max_rollbacks:
-            raise EbmkitError(f"training diverged {self.rollbacks} times (last at step {self.step}: {reason}); "
-                              f"lower train.lr or see {self.run_dir / 'metrics.jsonl'}", exit_code=1)
-        self._restore(self.snapshot)
         self.lr_scale *= g.lr_factor
-        message = (f"guard: {reason} at step {self.step}; restored step {self.snapshot['step']}, "
-                   f"learning rates x{self.lr_scale:g}")
+        at, restored = self.step, self.snapshot["step"]
+        self._restore(self.snapshot)
+        self.step = restored
+        self.log({"event": "guard", "step": at, "reason": reason, "restored": restored, "lr_scale": self.lr_scale,
+                  "values": {k: round(v, 6) for k, v in vals.items()}})
+        if self.rollbacks > g.max_rollbacks or self.lr_scale < g.min_lr_scale:
+            self._give_up(at, reason)
         if self.ranks.main:
-            console.print(f"[yellow]{message}[/yellow]")
-        self.log({"event": "guard", "step": self.step, "reason": reason, "restored": self.snapshot["step"],
-                  "lr_scale": self.lr_scale, "values": {k: round(v, 6) for k, v in vals.items()}})
-        self.step = self.snapshot["step"]
-        return True
+            console.print(f"[yellow]guard: {reason} at step {at}; restored step {restored}, "
+                          f"learning rates x{self.lr_scale:g}[/yellow]")
+
+    def _give_up(self, at: int, reason: str) -> None:
+        g, step = self.preset.guard, self.step
+        why = (f"{self.rollbacks} rollbacks (guard.max_rollbacks {g.max_rollbacks})" if self.rollbacks > g.max_rollbacks
+               else f"learning rates cut to x{self.lr_scale:g} (below guard.min_lr_scale {g.min_lr_scale:g})")
+        self.log({"event": "guard_failed", "step": at, "reason": reason, "model_step": step if self.any_good else None,
+                  "why": why})
+        message = f"training diverged and the guard could not recover ({why}; last: {reason} at step {at})"
+        if not self.any_good:
+            raise EbmkitError(f"{message}; no state of this run passed the guard, so no model was written. Check "
+                              f"the preset's step sizes and learning rates", exit_code=1)
+        self.save(status=f"training diverged at step {at} ({reason}); these are the weights of step {step}, "
+                         f"the last good state")  # the restored snapshot passed the guard when it was taken
+        self._commit()
+        raise EbmkitError(f"{message}; {self.run_dir / 'model.safetensors'} holds step {step}, the last good state. "
+                          f"Lower train.lr (or the step sizes) and resume, or see {self.run_dir / 'metrics.jsonl'}",
+                          exit_code=1)
 
     # -- run --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -328,40 +453,51 @@ class Trainer:
                             TextColumn("{task.fields[info]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
                             console=console, expand=True,
                             disable=self.quiet or not self.ranks.main or not console.is_terminal)
-        with Stopper() as stopper, progress:
-            task = progress.add_task("train", total=t.iterations, completed=self.step, info="")
-            while self.step < t.iterations:
-                values = self.train_step()
-                if values is None:
+        try:
+            with Stopper() as stopper, progress:
+                task = progress.add_task("train", total=t.iterations, completed=self.step, info="")
+                while True:
+                    done = self.step >= t.iterations or stopper.requested
+                    if done and self.committed == self.step:
+                        break
+                    if done and self.staged_step is None and not self.save():
+                        self._rollback("non-finite weights", {})
+                        continue
+                    if done and not g.enabled:
+                        break
+                    values = self.train_step(update=not done)  # when done: the final state's check, then commit
                     progress.update(task, completed=self.step)
-                    continue
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0) + v
-                count += 1
-                progress.update(task, completed=self.step)
-                if self.step % t.log_every == 0:
-                    record = {"step": self.step, "time": round(time.time() - tic, 2), "lr_scale": self.lr_scale,
-                              **{k: round(float(v) / count, 6) for k, v in sums.items()}}
-                    self.log(record)
-                    info = " ".join(f"{k.removeprefix('loss_')}={record[k]:.3g}" for k in sums if k.startswith(("loss", "energy")))
-                    progress.update(task, info=info)
-                    if self.ranks.main and not self.quiet and not console.is_terminal:
-                        console.print(f"step {self.step}/{t.iterations} {info}")
-                    sums, count = {}, 0
-                if self.step % t.ckpt_every == 0:
-                    self.save()
-                elif self.step % g.snapshot_every == 0:
-                    self.snapshot = self._snapshot()
-                if self.step % t.sample_every == 0:
-                    self.preview()
-                if t.eval_every and self.step % t.eval_every == 0:
-                    self.evaluate()
-                if stopper.requested:
-                    self.save()
-                    raise EbmkitError(f"interrupted at step {self.step}; saved to {self.run_dir} "
-                                      f"(continue with: ebmkit train --resume {self.run_dir})", exit_code=130)
-        if self.step % t.ckpt_every:
-            self.save()
+                    if values is None or done:
+                        continue
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0) + v
+                    count += 1
+                    if self.step % t.log_every == 0:
+                        record = {"step": self.step, "time": round(time.time() - tic, 2), "lr_scale": self.lr_scale,
+                                  **{k: round(float(v) / count, 6) for k, v in sums.items()}}
+                        self.log(record)
+                        info = " ".join(f"{k.removeprefix('loss_')}={record[k]:.3g}" for k in sums if k.startswith(("loss", "energy")))
+                        progress.update(task, info=info)
+                        if self.ranks.main and not self.quiet and not console.is_terminal:
+                            console.print(f"step {self.step}/{t.iterations} {info}")
+                        sums, count = {}, 0
+                    if self.step % g.snapshot_every == 0:
+                        self.watch.mark(self.step, g.drift_window)
+                    if self.step % t.ckpt_every == 0:
+                        if not self.save():
+                            self._rollback("non-finite weights", {})
+                            continue
+                    elif self.step % g.snapshot_every == 0:
+                        self.pending = self._snapshot()
+                    if self.step % t.sample_every == 0:
+                        self.preview()
+                    if t.eval_every and self.step % t.eval_every == 0:
+                        self.evaluate()
+        finally:
+            self._discard()
+        if stopper.requested:
+            raise EbmkitError(f"interrupted at step {self.step}; saved to {self.run_dir} "
+                              f"(continue with: ebmkit train --resume {self.run_dir})", exit_code=130)
         if self.step % t.sample_every:
             self.preview()
         if t.eval_every and self.step % t.eval_every:
@@ -384,6 +520,9 @@ def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = F
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        for stale in run_dir.glob(".*.safetensors.tmp*"):  # staged by a run that was killed before its commit
+            stale.unlink()
     if ranks.main:  # on resume too: --set overrides (e.g. more iterations) are part of the record
         (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
     if resume and ranks.main:

@@ -64,9 +64,9 @@ def test_bad_input_is_one_line(points_model, digits_model, tmp_path, cli):
     one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "nolayer"), 2, "expected KEY=VALUE")
     one_line_error(cli("train", "--resume", tmp_path / "none"), 2, "cannot resume")
     one_line_error(cli("sample", "--model", points_model), 2, "give --out")
-    one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, ".png or .npz")
+    one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, "use a .npz, .csv or (2-D points) .png")
     one_line_error(cli("sample", "--nope"), 2, "No such option")
-    one_line_error(cli("eval", "mmd", "--model", digits_model), 2, "eval mmd is for 2-D models")
+    one_line_error(cli("eval", "mmd", "--model", digits_model), 2, "eval mmd is for point models")
     data = points_model.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) - 100])
     one_line_error(cli("sample", "--model", tmp_path / "trunc.safetensors", "--out", tmp_path / "a.png"), 2,

@@ -12,6 +12,7 @@ import torch
 
 from conftest import ROOT, TINY, ebmkit, set_args
 from ebmkit import checkpoint
+from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
 from ebmkit.metrics.points import points_report
 from ebmkit.presets import load_preset
@@ -103,23 +104,36 @@ def test_ctrl_c_saves_and_resume_is_bitwise_identical(tmp_path, reference_run):
     assert_same_model(run, reference_run)
 
 
-def test_guard_rolls_back_and_lowers_the_learning_rate(tmp_path, monkeypatch):
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=30", "train.ckpt_every=100",
-                                                      "guard.snapshot_every=10"])
-    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
-    real_step, calls = trainer.method.train_step, {"n": 0}
+def altered_trainer(tmp_path, monkeypatch, overrides, alter):
+    """A Trainer of the TINY checkerboard preset whose method's train_step output passes through
+    alter(trainer, losses, metrics) -> (losses, metrics): injected divergence."""
+    trainer = Trainer(load_preset("cdrl-checkerboard", TINY + overrides), tmp_path, Ranks(), resume=False, quiet=True)
+    real_step = trainer.method.train_step
+    monkeypatch.setattr(trainer.method, "train_step", lambda batch, nets: alter(trainer, *real_step(batch, nets)))
+    return trainer
 
-    def poisoned(batch, nets):  # the 15th update produces a NaN loss
-        losses, metrics = real_step(batch, nets)
+
+def events_of(run_dir, kind):
+    return [e for e in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if e.get("event") == kind]
+
+
+def model_meta(run_dir):
+    return checkpoint.read_safetensors(run_dir / "model.safetensors")[1]
+
+
+def test_guard_rolls_back_and_lowers_the_learning_rate(tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    def poisoned(trainer, losses, metrics):  # the 15th update produces a NaN loss
         calls["n"] += 1
         if calls["n"] == 15:
             losses["ebm"] = losses["ebm"] * float("nan")
         return losses, metrics
 
-    monkeypatch.setattr(trainer.method, "train_step", poisoned)
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=30", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=10"], poisoned)
     trainer.run()
-    events = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    guard = [e for e in events if e.get("event") == "guard"]
+    guard = events_of(tmp_path, "guard")
     assert len(guard) == 1 and guard[0]["step"] == 14 and guard[0]["restored"] == 10
     assert trainer.lr_scale == 0.5 and trainer.step == 30
     state = checkpoint.load_state(tmp_path / "train_state.safetensors")
@@ -129,53 +143,127 @@ def test_guard_rolls_back_and_lowers_the_learning_rate(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spike_after", [0, 100])
 def test_guard_catches_an_energy_spike(tmp_path, monkeypatch, spike_after):
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=25", "train.ckpt_every=100",
-                                                      "guard.snapshot_every=10", f"guard.spike_after={spike_after}"])
-    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
-    real_step, calls = trainer.method.train_step, {"n": 0}
+    calls = {"n": 0}
 
-    def spiking(batch, nets):  # the 21st update reports energies 1000x larger than usual
-        losses, metrics = real_step(batch, nets)
+    def spiking(trainer, losses, metrics):  # the 21st update reports energies 1000x larger than usual
         calls["n"] += 1
         if calls["n"] == 21:
-            metrics = {k: v * 0 + 1e3 * max(1.0, trainer.energy_scale) for k, v in metrics.items()}
+            metrics = {k: v * 0 + 1e3 * max(1.0, trainer.watch.level) for k, v in metrics.items()}
         return losses, metrics
 
-    monkeypatch.setattr(trainer.method, "train_step", spiking)
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=25", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=10", f"guard.spike_after={spike_after}"],
+                              spiking)
     trainer.run()
-    guard = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"guard"' in x]
+    guard = events_of(tmp_path, "guard")
     if spike_after > 20:  # early in training a fast rise is no divergence
         assert guard == []
     else:
-        assert len(guard) == 1 and "running mean" in guard[0]["reason"] and guard[0]["restored"] == 20
+        # the state of step 20 gave the spike, so the last good one is the snapshot of step 10
+        assert len(guard) == 1 and "running mean" in guard[0]["reason"] and guard[0]["restored"] == 10
 
 
 def test_guard_catches_a_gradual_runaway(tmp_path, monkeypatch):
     """Energies growing 25% per step, as a prior chain running away: a running mean follows them (it stays
     ~20x behind), the running mean frozen at the last snapshot does not."""
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=60", "train.ckpt_every=100",
-                                                      "guard.snapshot_every=25", "guard.spike_after=0"])
-    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
-    real_step = trainer.method.train_step
 
-    def running_away(batch, nets):  # until the first rollback
-        losses, metrics = real_step(batch, nets)
+    def running_away(trainer, losses, metrics):  # until the first rollback
         scale = 5.0 * 1.25 ** max(0, trainer.step - 25) if trainer.rollbacks == 0 else 5.0
         return losses, {k: v * 0 + scale if k.startswith("energy") else v for k, v in metrics.items()}
 
-    monkeypatch.setattr(trainer.method, "train_step", running_away)
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=60", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=25", "guard.spike_after=0"], running_away)
     trainer.run()
-    guard = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"guard"' in x]
+    guard = events_of(tmp_path, "guard")
     assert len(guard) == 1 and "at the last snapshot" in guard[0]["reason"]
     assert guard[0]["restored"] == 25 and guard[0]["step"] == 25 + 21  # 1.25^21 > 100
     assert trainer.step == 60
 
 
+DRIFT = ["guard.snapshot_every=10", "guard.spike_after=0", "guard.drift_window=200"]
+
+
+@pytest.mark.parametrize("kind", ["drift", "blow-up"])
+def test_guard_stops_a_run_it_cannot_recover(tmp_path, monkeypatch, kind):
+    """A slow drift (the gap between data and sample energies 3% up per step: never 100x in one
+    snapshot interval, 369x in the drift window, at an energy level that barely moves) or a blow-up (a
+    non-finite loss) from step 40 on, at every try: the guard rolls back until the learning rates fall
+    below guard.min_lr_scale, then the run stops with exit 1 and the last good state as its model."""
+
+    def failing(trainer, losses, metrics):
+        if kind == "drift":  # the level stays near 1000 (up 1.4x at most before the guard acts)
+            gap = 1.03 ** (trainer.step - 40) if trainer.step >= 40 else 0.0
+            metrics = {**metrics, "energy_data": metrics["energy_data"] * 0 + 1e3,
+                       "energy_sample": metrics["energy_sample"] * 0 + 1e3 + gap}
+        if trainer.step >= 40 and kind == "blow-up":
+            losses["ebm"] = losses["ebm"] * float("inf")
+        return losses, metrics
+
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=400", "train.ckpt_every=20", *DRIFT], failing)
+    with pytest.raises(EbmkitError, match="could not recover.*min_lr_scale.*the last good state") as failure:
+        trainer.run()
+    assert failure.value.exit_code == 1
+    guard = events_of(tmp_path, "guard")
+    assert len(guard) == 7 and guard[-1]["lr_scale"] < 0.01  # 0.5^7
+    assert all(("data/sample energy gap" if kind == "drift" else "non-finite") in e["reason"] for e in guard)
+    failed = events_of(tmp_path, "guard_failed")
+    assert len(failed) == 1 and failed[0]["model_step"] == guard[-1]["restored"]
+    assert all(torch.isfinite(t).all() for t in model_tensors(tmp_path).values())
+    meta = model_meta(tmp_path)
+    assert int(meta["step"]) == failed[0]["model_step"] and "diverged" in meta["status"]
+    assert checkpoint.load_state(tmp_path / "train_state.safetensors")["step"] == failed[0]["model_step"]
+    if kind == "blow-up":  # every state up to step 40 passed; 40 itself never did
+        assert failed[0]["model_step"] == 30
+    assert not list(tmp_path.glob(".*.tmp*"))  # no staged file left behind
+
+
+def test_guard_lets_the_energy_offset_wander(tmp_path, monkeypatch):
+    """A constant added to f changes no loss: energies of data and samples wandering together, 3% up per
+    step (120x over the run, never 100x in one snapshot interval), are no divergence."""
+
+    def wandering(trainer, losses, metrics):
+        offset = 1.03 ** max(0, trainer.step - 40)
+        return losses, {k: v + offset if k.startswith("energy") else v for k, v in metrics.items()}
+
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=200", "train.ckpt_every=100", *DRIFT], wandering)
+    trainer.run()
+    assert events_of(tmp_path, "guard") == [] and trainer.step == 200
+
+
+def test_guard_never_writes_a_rejected_final_state(tmp_path, monkeypatch):
+    """Weights poisoned by the last update (and by the update into a checkpoint step) are never
+    written: the guard rolls back, training redoes the steps, and the model written is finite."""
+    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=40", "train.ckpt_every=20",
+                                                      "guard.snapshot_every=10"])
+    trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
+    opt, poisoned = trainer.optimizers["ebm"], []
+    real_opt_step = opt.step
+
+    def poisoning_step(*args, **kw):  # the updates into steps 20 and 40, once each
+        out = real_opt_step(*args, **kw)
+        if trainer.step + 1 in (20, 40) and trainer.step + 1 not in poisoned:
+            poisoned.append(trainer.step + 1)
+            next(trainer.method.nets["ebm"].parameters()).data.fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(opt, "step", poisoning_step)
+    trainer.run()
+    guard = events_of(tmp_path, "guard")
+    assert [(e["step"], e["restored"]) for e in guard] == [(20, 10), (40, 30)]
+    assert all("non-finite" in e["reason"] for e in guard)
+    assert [e["step"] for e in events_of(tmp_path, "checkpoint")] == [20, 40]
+    assert trainer.step == 40 and int(model_meta(tmp_path)["step"]) == 40
+    assert all(torch.isfinite(t).all() for t in model_tensors(tmp_path).values())
+    assert all(torch.isfinite(t).all() for t in checkpoint.read_safetensors(tmp_path / "train_state.safetensors")[0].values()
+               if t.is_floating_point())
+
+
 def test_guard_catches_exploding_energy(tmp_path):
     preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=3", "guard.max_abs_energy=1e-9",
                                                       "guard.max_rollbacks=2"])
-    with pytest.raises(Exception, match="training diverged 3 times"):
+    with pytest.raises(EbmkitError, match="could not recover.*3 rollbacks.*no model was written") as failure:
         train(preset, tmp_path / "r", quiet=True)
+    assert failure.value.exit_code == 1 and not (tmp_path / "r" / "model.safetensors").exists()
 
 
 def test_ddp_two_processes_on_gloo(tmp_path):

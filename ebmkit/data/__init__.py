@@ -1,16 +1,18 @@
-"""Data sets: 2-D toys, sklearn digits and local image sets, plus uint8 <-> model-space conversion."""
+"""Data sets: 2-D toys, point files, sklearn digits and local image sets, plus uint8 <-> model-space conversion."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ebmkit.data.points import read_points
 from ebmkit.data.toy2d import sample_toy
 from ebmkit.errors import EbmkitError
 
 TOY_2D: tuple[str, ...] = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
 BUILTIN: tuple[str, ...] = TOY_2D + ("digits", "shapes", "scenes")
 LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
+POINT_SETS: tuple[str, ...] = TOY_2D + ("points",)  # "points": an (N, D) array from a file (data/points.py)
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +79,13 @@ def load_dataset(
         check_split(name, split, ("train", "test"))
         g = torch.Generator().manual_seed(seed + (split == "test"))
         return Dataset(name, "points", scale * sample_toy(name, num_points, g))
+    if name == "points":
+        if path is None:
+            raise EbmkitError("data set 'points' is read from a file: set data.path (or give --data FILE)")
+        if split != "train":
+            raise EbmkitError("a point file has one split, the training data; give held-out points as a file "
+                              "(e.g. `ebmkit eval mmd --ref held_out.npy`)")
+        return Dataset(Path(path).name, "points", read_points(path))
     if name == "digits":
         from ebmkit.data.digits import load_digits
 
@@ -98,7 +107,7 @@ def load_dataset(
             read_srn_cars(path, split, image_size, views, num_objects)
         return (scenes.with_masks(seed) if masked else scenes).to_dataset()
     if name not in LOCAL:
-        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL + ('carla', 'srn_cars'))}")
+        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL + ('points', 'carla', 'srn_cars'))}")
 
     from ebmkit.data import images
 
@@ -115,4 +124,4 @@ def from_config(cfg, split: str = "train", seed: int = 0) -> Dataset:
     scene = {k: getattr(cfg, k) for k in ("views", "num_objects", "masked", "distinct_ends") if hasattr(cfg, k)}
     if split != "train":  # held-out objects keep their split's own numbers of objects and views
         scene.pop("views", None), scene.pop("num_objects", None)
-    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.scale, **scene)
+    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.toy_scale, **scene)

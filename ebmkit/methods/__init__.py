@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from ebmkit import checkpoint, presets
+from ebmkit.data.points import PointUnits
 from ebmkit.errors import EbmkitError
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.methods.cdrl import CDRL
@@ -21,9 +22,13 @@ def build_method(preset, shape: tuple[int, ...], device: torch.device | str = "c
     return METHODS[preset.method](preset, shape, device)
 
 
-def save_model(path: str | Path, method: Method, step: int) -> None:
-    preset_json = json.dumps({"preset": method.preset.model_dump(mode="json"), "shape": list(method.shape)})
-    checkpoint.save_model(path, method.name, step, preset_json, method.components())
+def save_model(path: str | Path, method: Method, step: int, commit: bool = True, status: str | None = None) -> Path:
+    """The model file of `method` at training step `step` (checkpoint.save_model)."""
+    stored = {"preset": method.preset.model_dump(mode="json"), "shape": list(method.shape)}
+    if method.units is not None:  # point models: the data's units (data.standardize)
+        stored["units"] = method.units.to_dict()
+    preset_json = json.dumps(stored)
+    return checkpoint.save_model(path, method.name, step, preset_json, method.components(), commit, status)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu",
@@ -41,8 +46,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         preset = presets.validate(presets.apply_overrides(stored["preset"], speed),
                                   f"stored in {path}" + (" (with EBMKIT_SPEED)" if speed else ""))
         shape = tuple(stored["shape"])
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        units = PointUnits.from_dict(stored["units"]) if "units" in stored else None
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise EbmkitError(f"{path}: unreadable preset metadata ({e})") from None
     method = build_method(preset, shape, device)
+    if units is not None:
+        if method.units is None or len(units.mean) != shape[0]:
+            raise EbmkitError(f"{path}: its point units do not fit examples of shape {shape}")
+        method.units = units
     method.load_components(checkpoint.split_components(tensors), str(path))
     return method, int(meta.get("step", 0))

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ebmkit import viz
 from ebmkit.data import Dataset
+from ebmkit.data.points import PointUnits, write_points
 from ebmkit.errors import EbmkitError
 from ebmkit.graphs import GraphCache
 
@@ -47,12 +49,17 @@ class Method:
     name: str = ""
     step: int = 0  # the training iteration, set by the training loop before each train_step
     partly_used: tuple[str, ...] = ()  # networks some training steps use only in part (DDP must look for it)
+    # Pairs of train_step metrics that agree when the sampler follows the model (data against samples);
+    # the divergence guard watches their gap.
+    energy_pairs: tuple[tuple[str, str], ...] = (("energy_data", "energy_sample"),)
 
     def __init__(self, preset, shape: tuple[int, ...], device: torch.device | str = "cpu"):
         self.preset = preset
         self.shape = tuple(shape)
         self.device = torch.device(device)
         self.nets = nn.ModuleDict(self.build_networks()).to(self.device)
+        # Point models: model space = units.to_model(data units); the identity unless data.standardize.
+        self.units = PointUnits.identity(self.shape[0]) if len(self.shape) == 1 else None
         self.ema = copy.deepcopy(self.nets).requires_grad_(False).eval()
         # GPU execution (preset [speed]): graphs replay fixed-shape chains, images go channels-last.
         speed = preset.speed
@@ -91,8 +98,23 @@ class Method:
         """Write a picture of samples (a grid, or for 2-D data a scatter) to `path`."""
         raise NotImplementedError
 
+    def preview_points(self, samples: torch.Tensor, path: Path) -> None:
+        """Point samples (model space) as a preview in the data's units: a scatter for 2-D points, else
+        an .npz in place of the .png `path`."""
+        x = self.units.to_data(samples.cpu())
+        if self.shape[0] == 2:
+            viz.save_scatter(x, path)
+        else:
+            write_points(x, path.with_suffix(".npz"))
+
     def start(self) -> None:
         """Called once when a training run starts fresh (not on resume), before any step."""
+
+    def fit_units(self, data: Dataset) -> None:
+        """Point models with data.standardize: the model space of `data` (the training set), kept in the
+        model file. Called when a training run starts fresh."""
+        if self.units is not None and self.preset.data.standardize:
+            self.units = PointUnits.fit(data.x, self.preset.data.scale, f"data set '{data.name}'")
 
     # -- shared ------------------------------------------------------------------------------
     def sample(self, num: int, generator: torch.Generator | None = None, batch_size: int = 256,
@@ -164,6 +186,8 @@ class Method:
     def make_batch(self, data: Dataset, idx: torch.Tensor) -> Batch:
         """Examples `idx` in model space on the method's device, with random flips if the preset asks."""
         x = data.model_space(idx).to(self.device)
+        if self.units is not None:
+            x = self.units.to_model(x)
         if self.preset.data.hflip and x.dim() == 4:
             flip = torch.rand(x.shape[0], device=self.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)

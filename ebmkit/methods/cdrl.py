@@ -354,10 +354,12 @@ class CDRL(Method):
         return [lv.alpha_bar[t] * x0 + lv.sigma_bar[t] * e for t in reversed(range(lv.num_levels))]
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
-        if data.kind == "points":
+        if data.kind == "points" and self.shape[0] != 2:
+            self.preview_points(self.sample(2000, generator), path)
+        elif data.kind == "points":
             n = 2000
             levels = self.sample_levels(n, generator)
             idx = torch.randperm(len(data), generator=generator, device=generator.device)[:n].cpu()
-            viz.levels_figure_2d(self, data.model_space(idx).to(self.device), levels, path, generator)
+            viz.levels_figure_2d(self, self.units.to_model(data.model_space(idx)).to(self.device), levels, path, generator)
         else:
             viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)

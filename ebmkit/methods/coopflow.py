@@ -96,6 +96,9 @@ class CoopFlow(Method):
                                           f.num_dequant_blocks, f.bound)
                 except ValueError as err:
                     raise EbmkitError(f"flow.scales: {err}") from None
+            elif shape[0] < 2:
+                raise EbmkitError("the affine coupling flow needs points of D >= 2 (for D = 1 it is one affine map); "
+                                  "train.mode = 'langevin' takes any D")
             else:
                 nets["flow"] = AffineCouplingFlow(shape[0], f.hidden, f.num_couplings, f.num_hidden_layers)
         if mode != "flow":
@@ -360,6 +363,6 @@ class CoopFlow(Method):
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
         if data.kind == "points":
-            viz.save_scatter(self.sample(2000, generator), path)
+            self.preview_points(self.sample(2000, generator), path)
         else:
             viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)

@@ -58,6 +58,7 @@ class PersistentLatents(nn.Module):
 
 class NeRFLEBM(Method):
     name = "nerf_lebm"
+    energy_pairs = (("energy_prior_s", "energy_neg_prior_s"), ("energy_prior_a", "energy_neg_prior_a"))
 
     def __init__(self, preset, shape, device="cpu"):
         super().__init__(preset, shape, device)

@@ -1,34 +1,55 @@
-"""Quality of 2-D models: squared MMD to fresh data beside the data-versus-data baseline, and for the
-checkerboard the fraction of samples on its squares."""
+"""Quality of point models: squared MMD of samples to held-out data beside the data-versus-data baseline,
+and for the checkerboard the fraction of samples on its squares."""
 
 import torch
 
 from ebmkit.data import from_config
+from ebmkit.data.points import read_points
 from ebmkit.data.toy2d import on_checkerboard
+from ebmkit.errors import EbmkitError
 from ebmkit.metrics.mmd import BANDWIDTHS, mmd2
 
 
-def points_report(method, num: int = 5000, seed: int = 0, bandwidths: tuple[float, ...] = BANDWIDTHS,
-                  steps: int | None = None) -> dict:
-    """Samples of a 2-D model against two fresh draws of its data (the test split, unseen in training).
-
-    Bandwidths are multiplied by the preset's data.scale, so they probe the same structure at any scale.
-    """
+def reference_points(method, num: int, seed: int = 0, ref: str | None = None) -> tuple[torch.Tensor, str]:
+    """Up to 2 * num held-out points in data units, and where they come from: the file `ref`; else a fresh
+    draw of a built-in set's test split; else the training file itself (a file-trained model has no other)."""
     cfg = method.preset.data
-    bandwidths = tuple(h * cfg.scale for h in bandwidths)
+    if ref is not None:
+        return read_points(ref), ref
+    if cfg.name == "points":
+        return read_points(cfg.path), f"{cfg.path} (the training data: give --ref for held-out points)"
+    return from_config(cfg.model_copy(update={"num_points": 2 * num}), "test", seed=seed + 7).x, f"{cfg.name}:test"
+
+
+def points_report(method, num: int = 5000, seed: int = 0, bandwidths: tuple[float, ...] = BANDWIDTHS,
+                  steps: int | None = None, ref: str | None = None) -> dict:
+    """Samples of a point model against two disjoint halves of held-out data (reference_points), in the
+    model's space (so in standard units for data.standardize). With n points per half, n samples.
+
+    Bandwidths are multiples of the reference's standard deviation (root mean square over coordinates),
+    so they probe the same structure in any units.
+    """
     if len(method.shape) != 1:
-        raise ValueError("points_report needs a 2-D model")
-    data = from_config(cfg.model_copy(update={"num_points": 2 * num}), "test", seed=seed + 7).x
-    ref, second = data[:num], data[num:]
-    samples = method.sample(num, torch.Generator(method.device).manual_seed(seed), batch_size=num, steps=steps).cpu()
-    model, baseline = mmd2(samples, ref, bandwidths), mmd2(second, ref, bandwidths)
+        raise EbmkitError("points_report needs a point model")
+    data, source = reference_points(method, num, seed, ref)
+    if data.shape[1] != method.shape[0]:
+        raise EbmkitError(f"{source} holds {data.shape[1]}-D points, the model draws {method.shape[0]}-D ones")
+    data = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))]
+    n = min(num, len(data) // 2)
+    ref_pts, second = (method.units.to_model(d) for d in (data[:n], data[n:2 * n]))
+    scale = float(ref_pts.double().var(0).mean().sqrt())
+    bandwidths = tuple(h * scale for h in bandwidths)
+    samples = method.sample(n, torch.Generator(method.device).manual_seed(seed), batch_size=n, steps=steps).cpu()
+    model, baseline = mmd2(samples, ref_pts, bandwidths), mmd2(second, ref_pts, bandwidths)
     report = {
-        "num": num, "bandwidths": list(bandwidths),
+        "num": n, "reference": source, "bandwidths": list(bandwidths),
         "mmd2_model": list(model.values()), "mmd2_data": list(baseline.values()),
         "mmd2_model_sum": sum(model.values()), "mmd2_data_sum": sum(baseline.values()),
+        "finite": bool(torch.isfinite(samples).all()),
     }
     report["ratio"] = report["mmd2_model_sum"] / report["mmd2_data_sum"]
-    if cfg.name == "checkerboard":
-        report["on_squares"] = float(on_checkerboard(samples / cfg.scale).float().mean())
-        report["on_squares_data"] = float(on_checkerboard(second / cfg.scale).float().mean())
+    if method.preset.data.name == "checkerboard" and ref is None:
+        scale = method.preset.data.toy_scale
+        report["on_squares"] = float(on_checkerboard(method.units.to_data(samples) / scale).float().mean())
+        report["on_squares_data"] = float(on_checkerboard(method.units.to_data(second) / scale).float().mean())
     return report
