@@ -20,7 +20,7 @@ install: $(STAMP)
 
 # The main job: train CDRL on the 2-D checkerboard, then sample it (pictures land in $(RUN)).
 demo: $(STAMP)
-	$(BIN)/ebmkit train --preset cdrl-checkerboard --run-dir $(RUN) --overwrite
+	$(BIN)/ebmkit train --preset cdrl-points --run-dir $(RUN) --overwrite
 	$(BIN)/ebmkit sample --model $(RUN)/model.safetensors --num 5000 --out $(RUN)/samples.png --seed 0
 	$(BIN)/ebmkit eval mmd --model $(RUN)/model.safetensors --num 5000
 

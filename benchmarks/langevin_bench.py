@@ -54,7 +54,7 @@ def best_time(fn, repeats: int, device) -> float:
 
 def energy_networks(device) -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
     """The networks of the presets: (network in eval mode, input shape)."""
-    nets = {"2-D MLP (cdrl-checkerboard)": (EBMMLP(2, 64, 3, 128), (2,)),
+    nets = {"2-D MLP (cdrl-points)": (EBMMLP(2, 64, 3, 128), (2,)),
             "digits EBM (cdrl-digits)": (EBMResNet(1, [32, 64], 1, 128), (1, 8, 8)),
             "CDRL 32x32 EBM (cdrl-cifar10)": (EBMResNet(3, [128, 256, 256, 256], 8, 512), (3, 32, 32))}
     return {k: (net.to(device).eval().requires_grad_(False), shape) for k, (net, shape) in nets.items()}

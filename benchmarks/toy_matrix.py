@@ -3,10 +3,11 @@ CoopFlow's two baselines (the normalizing flow alone, the Langevin flow alone; T
 preset left as it is and only the data changed.
 
     python benchmarks/toy_matrix.py [--sets rings,spiral] [--seeds 0,1,2] [--methods cdrl,coopflow,flow,langevin]
-                                    [--jobs 2] [--out runs/toy-matrix] [--quick]
+                                    [--jobs 2] [--out runs/toy-matrix] [--resume] [--quick]
 
 Every cell trains with `ebmkit train` as a user would, then `ebmkit eval mmd` (squared-MMD ratio of 5,000
-samples to a fresh test draw, against a second draw; 1 is as good as the data) and `ebmkit sample`.
+samples to a fresh test draw, against a second draw, averaged over 4 such comparisons; 1 is as good as
+the data) and `ebmkit sample`.
 Cells merge into benchmarks/results/toy_matrix.json, so the matrix can run in parts; the picture
 benchmarks/results/toy_matrix.png (a row per data set: data, then each method's seed-0 samples) is
 drawn from the samples in --out. --quick trains 200 iterations and writes under --out only.
@@ -38,18 +39,31 @@ def run(args: list, threads: int) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
-def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int) -> dict:
-    """Train one preset on one data set with one seed and measure it."""
+def resumable(run_dir: Path, preset: str, sets: list[str]) -> bool:
+    """Whether run_dir holds a run (finished or not) of exactly this preset, to continue rather than redo."""
+    from ebmkit.presets import load_preset
+
+    saved = run_dir / "preset.json"
+    return (run_dir / "train_state.safetensors").is_file() and saved.is_file() and \
+        json.loads(saved.read_text()) == load_preset(preset, sets).model_dump(mode="json")
+
+
+def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int, resume: bool) -> dict:
+    """Train one preset on one data set with one seed (or continue its run, with resume) and measure it."""
     run_dir = out / data / method / f"seed{seed}"
     sets = [f'data.name="{data}"', f"train.seed={seed}"] + (["train.iterations=200"] if quick else [])
+    resumed = resume and resumable(run_dir, PRESETS[method], sets)
     tic = time.time()
-    trained = run(["train", "--preset", PRESETS[method], "--run-dir", run_dir, "--overwrite", "--quiet",
+    trained = run(["train", "--resume", run_dir, "--quiet"] if resumed else
+                  ["train", "--preset", PRESETS[method], "--run-dir", run_dir, "--overwrite", "--quiet",
                    *[a for s in sets for a in ("--set", s)]], threads)
     seconds = time.time() - tic
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").is_file() else []
-    result = {"preset": PRESETS[method], "train_seconds": round(seconds, 1), "exit_code": trained.returncode,
+    result = {"preset": PRESETS[method], "train_seconds": round(seconds, 1), "resumed": resumed,
+              "exit_code": trained.returncode,
               "guard_events": [e["step"] for e in events if e.get("event") == "guard"],
+              "run_seconds": max([e["time"] for e in events if "time" in e], default=None),  # over resumes too
               "error": trained.stderr.strip().splitlines()[-1] if trained.returncode else None}
     model = run_dir / "model.safetensors"
     if model.is_file():
@@ -125,9 +139,12 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(PRESETS))
-    parser.add_argument("--jobs", type=int, default=2, help="Cells trained at once (the CPU cores are shared out).")
+    parser.add_argument("--jobs", type=int, default=2, help="Cells trained at once.")
+    parser.add_argument("--threads", type=int, default=None, help="Threads per cell [default: CPU cores / jobs].")
     parser.add_argument("--out", default="runs/toy-matrix")
     parser.add_argument("--quick", action="store_true", help="200 iterations; results under --out only.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue the runs in --out made with the same preset (finished ones are only re-measured).")
     args = parser.parse_args()
     out = Path(args.out)
     sets, methods = args.sets.split(","), args.methods.split(",")
@@ -135,18 +152,18 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown data set or method: {', '.join(unknown)} (sets: {', '.join(SETS)}; methods: {', '.join(PRESETS)})")
     todo = [(d, m, int(s)) for d in sets for s in args.seeds.split(",") for m in methods]
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     json_path = out / "toy_matrix.json" if args.quick else RESULTS / "toy_matrix.json"
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"cells": {}}
     tic = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(cell, d, m, s, out, args.quick, threads): (d, m, s) for d, m, s in todo}
+        futures = {pool.submit(cell, d, m, s, out, args.quick, threads, args.resume): (d, m, s) for d, m, s in todo}
         for future, (d, m, s) in futures.items():
             r = future.result()
             results["cells"][f"{d}/{m}/{s}"] = r
             print(f"{d:12s} {LABELS[m]:20s} seed {s}: ratio {r.get('ratio', float('nan')):6.2f}"
                   + (f"  on squares {r['on_squares']:.1%}" if "on_squares" in r else "")
-                  + f"  guard {r['guard_events'] or '-'}  {r['train_seconds']:.0f} s" + (f"  {r['error']}" if r["error"] else ""),
+                  + f"  guard {r['guard_events'] or '-'}  {r['train_seconds']:.0f} s" + (" (resumed)" if r["resumed"] else "") + (f"  {r['error']}" if r["error"] else ""),
                   flush=True)
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -352,6 +352,7 @@ class CoopFlowTrain(Strict):
     flow_from: str | None = None                   # a model file (e.g. a mode "flow" run) whose flow starts this run
     lr_ebm: PositiveFloat = 1e-4                   # eta_theta (sec. 4.5.2)
     lr_flow: PositiveFloat = 1e-4                  # eta_alpha
+    lr_flow_pretrain: PositiveFloat | None = None  # the flow's rate in the pretrain_iterations; unset: lr_flow
     betas_ebm: tuple[Unit, Unit] = (0.5, 0.5)
     betas_flow: tuple[Unit, Unit] = (0.9, 0.999)
     flow_warmup: NonNegativeInt = 200              # linear lr warm-up of the flow (implementation notes)

@@ -346,7 +346,7 @@ class Trainer:
         for name, opt in self.optimizers.items():
             spec = self.specs[name]
             for group in opt.param_groups:
-                group["lr"] = spec.lr * spec.lr_factor(self.step) * self.lr_scale
+                group["lr"] = spec.lr_at(self.step) * self.lr_scale
 
     def train_step(self, update: bool = True) -> dict[str, torch.Tensor] | None:
         """One update of every network; None when the guard rolled back instead. With update=False only

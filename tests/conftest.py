@@ -49,7 +49,7 @@ def points_model(tmp_path_factory):
     from ebmkit.presets import load_preset
     from ebmkit.train import train
 
-    train(load_preset("cdrl-checkerboard", TINY + ["train.iterations=4"]), run, quiet=True)
+    train(load_preset("cdrl-points", TINY + ["train.iterations=4"]), run, quiet=True)
     return run / "model.safetensors"
 
 

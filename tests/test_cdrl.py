@@ -25,7 +25,7 @@ class Quadratic(torch.nn.Module):
 @pytest.fixture
 def cdrl():
     torch.manual_seed(0)
-    return build_method(load_preset("cdrl-checkerboard", TINY), (2,))
+    return build_method(load_preset("cdrl-points", TINY), (2,))
 
 
 def test_refine_is_eq_5_3_with_f_over_s2(cdrl):
@@ -45,13 +45,13 @@ def test_refine_is_eq_5_3_with_f_over_s2(cdrl):
 
 def test_envelope_keeps_chains_where_noised_data_lives():
     torch.manual_seed(0)
-    m = build_method(load_preset("cdrl-checkerboard", TINY + ["sampler.envelope=2.0"]), (2,))
+    m = build_method(load_preset("cdrl-points", TINY + ["sampler.envelope=2.0"]), (2,))
     lv, t = m.levels, torch.tensor([0, 2, 4])
     far = torch.full((3, 2), 50.0)                     # a runaway proposal
     out = m.refine(Quadratic(m=50.0), far, far, t, None, steps=2, generator=torch.Generator().manual_seed(1))
     bound = (lv.y_scale[t] * (lv.alpha_bar[t] + 2.0 * lv.sigma_bar[t]))[:, None]
     assert torch.allclose(out, bound.expand(3, 2))     # clamped to +-y_scale (abar + k sbar), per level
-    assert m.envelope(t) is not None and build_method(load_preset("cdrl-checkerboard", TINY), (2,)).envelope(t) is None
+    assert m.envelope(t) is not None and build_method(load_preset("cdrl-points", TINY), (2,)).envelope(t) is None
 
 
 def test_tweedie_is_eq_5_16(cdrl):

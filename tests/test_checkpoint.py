@@ -14,7 +14,7 @@ TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=
 @pytest.fixture
 def method():
     torch.manual_seed(0)
-    return build_method(load_preset("cdrl-checkerboard", TINY), (2,))
+    return build_method(load_preset("cdrl-points", TINY), (2,))
 
 
 def test_model_round_trip(tmp_path, method):

@@ -33,7 +33,7 @@ def cli(capsys):
 
 def test_presets_commands():
     listing = json.loads(ebmkit("presets", "list", "--json", check=True).stdout)
-    assert {"cdrl-checkerboard", "cdrl-digits", "cdrl-cifar10"} <= {p["name"] for p in listing}
+    assert {"cdrl-points", "cdrl-digits", "cdrl-cifar10"} <= {p["name"] for p in listing}
     shown = json.loads(ebmkit("presets", "show", "cdrl-cifar10", "--set", "train.lr=2e-4", "--json", check=True).stdout)
     assert shown["train"]["lr"] == 2e-4 and shown["sampler"]["steps"] == 15
 

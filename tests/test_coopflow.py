@@ -24,7 +24,7 @@ TINY_FLOW = ["flow.hidden=16", "flow.num_couplings=2"]
 TINY_EBM = ["ebm.hidden=16", "ebm.num_layers=2", "langevin.steps=3"]
 TINY_RUN = ["train.batch_size=32", "data.num_points=640", "train.log_every=1", "train.sample_every=1000",
             "train.ckpt_every=1000"]
-TINY_2D = TINY_FLOW + TINY_EBM + TINY_RUN
+TINY_2D = TINY_FLOW + TINY_EBM + TINY_RUN + ["train.pretrain_iterations=0", "train.warmup_iterations=0"]
 TINY_IMAGE = ["flow.num_channels=8", "flow.num_blocks=1", "flow.num_components=2", "flow.num_heads=1",
               "flow.num_dequant_blocks=1", "flow.scales=[[0, 2], [2, 1]]", "ebm.channels=[8, 16]",
               "ebm.head_channels=4", "langevin.steps=2", "train.pretrain_iterations=0", "train.warmup_iterations=0"]
@@ -82,7 +82,7 @@ class Quadratic(torch.nn.Module):
 # ---------------------------------------------------------------------------- presets
 def test_presets_validate_and_errors_name_the_field():
     names = {n for n, _ in list_presets() if n.startswith("coopflow")}
-    assert {"coopflow-spiral", "coopflow-spiral-flow", "coopflow-spiral-langevin", "coopflow-digits"} | set(PAPER) <= names
+    assert {"coopflow-points", "coopflow-points-flow", "coopflow-points-langevin", "coopflow-digits"} | set(PAPER) <= names
     for name in names:
         assert load_preset(name).method == "coopflow"
     bad = {
@@ -91,18 +91,18 @@ def test_presets_validate_and_errors_name_the_field():
         "ebm.hidden=0": r"ebm\.hidden: Input should be greater than 0",
         "flow.hidden=big": r"flow\.hidden: .*integer",
         "langevin.noise_decay_K=30": r"langevin: .*noise_decay_K decays the training noise",
-        "train.warmup_iterations=3000": r"train: .*leave no cooperative iterations",
+        "train.warmup_iterations=3500": r"train: .*leave no cooperative iterations",
         "langevin.clamp=[1.0, -1.0]": r"langevin: .*clamp needs low < high",
     }
     for override, message in bad.items():
         with pytest.raises(EbmkitError, match=message):
-            load_preset("coopflow-spiral", [override])
+            load_preset("coopflow-points", [override])
     with pytest.raises(EbmkitError, match=r"flow: .*num_channels 96 is not divisible by num_heads 5"):
         load_preset("coopflow-cifar10", ["flow.num_heads=5"])
     with pytest.raises(EbmkitError, match=r"train\.mode 'coopflow' needs a \[ebm\] section"):
-        load_preset("coopflow-spiral-flow", ["train.mode=coopflow"])
+        load_preset("coopflow-points-flow", ["train.mode=coopflow"])
     with pytest.raises(EbmkitError, match=r"train: .*phases of mode 'coopflow', not of mode 'flow'"):
-        load_preset("coopflow-spiral-flow", ["train.pretrain_iterations=10"])
+        load_preset("coopflow-points-flow", ["train.pretrain_iterations=10"])
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -147,7 +147,7 @@ def test_table_4_3_ebm_size_matches_table_4_8():
 @pytest.mark.parametrize("case", ["points", "images"])
 def test_train_step_is_finite_and_the_networks_do_not_share_gradients(case):
     if case == "points":
-        m, batch = method_of("coopflow-spiral", TINY_2D), points()
+        m, batch = method_of("coopflow-points", TINY_2D), points()
     else:
         m, batch = method_of("coopflow-digits", TINY_IMAGE, (1, 8, 8)), digits_like()
     losses, metrics = m.train_step(batch, dict(m.nets.items()))
@@ -163,7 +163,7 @@ def test_train_step_is_finite_and_the_networks_do_not_share_gradients(case):
 
 
 def test_losses_are_eq_4_5_and_eq_2_2(monkeypatch):
-    m = method_of("coopflow-spiral", TINY_2D)
+    m = method_of("coopflow-points", TINY_2D)
     batch = points()
     x_tilde = torch.randn(32, 2)
     monkeypatch.setattr(m, "langevin_flow", lambda ebm, x_hat, training: x_tilde)
@@ -179,7 +179,7 @@ def test_one_langevin_step_by_hand():
     x0 = torch.tensor([[-0.9, 0.45], [0.99, -1.5], [0.2, 0.8]], dtype=torch.float64)
     s, c = 0.5, 0.1
     for reference in ("uniform", "gaussian"):
-        m = method_of("coopflow-spiral", TINY_2D + [f"langevin.step_size={s}", "langevin.clamp=[-1.0, 1.0]",
+        m = method_of("coopflow-points", TINY_2D + [f"langevin.step_size={s}", "langevin.clamp=[-1.0, 1.0]",
                                                     f"ebm.reference={reference}"])
         out = m.langevin_flow(Quadratic(c=1.0, m=0.5), x0, training=True, steps=1)
         grad = -2 * (x0 - 0.5) - (x0 if reference == "gaussian" else 0)
@@ -198,7 +198,7 @@ def test_noise_decay_is_eq_4_14():
 
 
 def test_noise_weight_schedule_counts_epochs_of_the_langevin_flow():
-    m = method_of("coopflow-spiral", TINY_2D + ["langevin.noise=true", "langevin.noise_decay_K=4",
+    m = method_of("coopflow-points", TINY_2D + ["langevin.noise=true", "langevin.noise_decay_K=4",
                                                 "train.pretrain_iterations=10", "train.iterations=100"])
     m.check_data(Dataset("spiral", "points", torch.zeros(320, 2)))  # 320 // 32 = 10 iterations per epoch
     for step, epoch in ((0, 0), (10, 0), (19, 0), (20, 1), (35, 2), (60, 5)):
@@ -206,7 +206,7 @@ def test_noise_weight_schedule_counts_epochs_of_the_langevin_flow():
         assert m.epoch() == epoch
         assert m.noise_weight(training=True) == pytest.approx(noise_decay(epoch, 4))
         assert m.noise_weight(training=False) == 0.0  # sec. 4.9: no noise when sampling
-    assert method_of("coopflow-spiral", TINY_2D).noise_weight(training=True) == 0.0  # sec. 4.5.2
+    assert method_of("coopflow-points", TINY_2D).noise_weight(training=True) == 0.0  # sec. 4.5.2
 
 
 # ---------------------------------------------------------------------------- phases and modes
@@ -215,7 +215,7 @@ def flat(module):
 
 
 def test_phases_pretrain_flow_then_warm_up_ebm_then_both(tmp_path):
-    preset = load_preset("coopflow-spiral", TINY_2D + ["train.pretrain_iterations=2", "train.warmup_iterations=2",
+    preset = load_preset("coopflow-points", TINY_2D + ["train.pretrain_iterations=2", "train.warmup_iterations=2",
                                                        "train.iterations=6", "train.flow_warmup=0"])
     trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
     nets = trainer.method.nets
@@ -230,18 +230,27 @@ def test_phases_pretrain_flow_then_warm_up_ebm_then_both(tmp_path):
         assert (not torch.equal(ebm, flat(nets["ebm"]))) == (phase != "pretrain")
 
 
+def test_the_flow_pretrains_at_its_own_rate():
+    """train.lr_flow_pretrain: the flow's rate while it learns from data; lr_flow from the warm-up on."""
+    spec = method_of("coopflow-points", TINY_2D + ["train.pretrain_iterations=5", "train.warmup_iterations=2",
+                                                   "train.iterations=9", "train.flow_warmup=0",
+                                                   "train.lr_flow_pretrain=1e-3", "train.lr_flow=1e-4"]).optim_specs()
+    assert [spec["flow"].lr_at(s) for s in (0, 4, 5, 8)] == [1e-3, 1e-3, 1e-4, 1e-4]
+    assert spec["ebm"].lr_at(0) == spec["ebm"].lr_at(8) == load_preset("coopflow-points").train.lr_ebm
+
+
 def test_training_can_start_from_a_flow_trained_elsewhere(tmp_path):
     """CoopFlow(Pre) from a given pre-trained flow: train.flow_from copies a flow run's flow and its EMA."""
-    train(load_preset("coopflow-spiral-flow", TINY_FLOW + TINY_RUN + ["train.iterations=3"]), tmp_path / "flow", quiet=True)
+    train(load_preset("coopflow-points-flow", TINY_FLOW + TINY_RUN + ["train.iterations=3"]), tmp_path / "flow", quiet=True)
     source = tmp_path / "flow" / "model.safetensors"
     stored = checkpoint.read_safetensors(source)[0]
-    trainer = Trainer(load_preset("coopflow-spiral", TINY_2D + ["train.iterations=2", f"train.flow_from='{source}'"]),
+    trainer = Trainer(load_preset("coopflow-points", TINY_2D + ["train.iterations=2", f"train.flow_from='{source}'"]),
                       tmp_path / "coop", Ranks(), resume=False, quiet=True)
     for name in ("flow", "flow_ema"):
         state = trainer.method.components()[name].state_dict()
         assert all(torch.equal(v, stored[f"{name}.{k}"]) for k, v in state.items())
     with pytest.raises(EbmkitError, match="train.flow_from.*'flow' does not match"):
-        Trainer(load_preset("coopflow-spiral", TINY_2D + ["flow.hidden=8", f"train.flow_from='{source}'"]),
+        Trainer(load_preset("coopflow-points", TINY_2D + ["flow.hidden=8", f"train.flow_from='{source}'"]),
                 tmp_path / "bad", Ranks(), resume=False, quiet=True)
 
 
@@ -263,9 +272,9 @@ def test_actnorm_initialises_on_the_first_batch_deterministically():
 
 def test_resume_keeps_the_initialisation_and_is_exact(tmp_path):
     base = TINY_2D + ["train.ckpt_every=2"]
-    train(load_preset("coopflow-spiral", base + ["train.iterations=4"]), tmp_path / "straight", quiet=True)
-    train(load_preset("coopflow-spiral", base + ["train.iterations=2"]), tmp_path / "resumed", quiet=True)
-    train(load_preset("coopflow-spiral", base + ["train.iterations=4"]), tmp_path / "resumed", resume=True, quiet=True)
+    train(load_preset("coopflow-points", base + ["train.iterations=4"]), tmp_path / "straight", quiet=True)
+    train(load_preset("coopflow-points", base + ["train.iterations=2"]), tmp_path / "resumed", quiet=True)
+    train(load_preset("coopflow-points", base + ["train.iterations=4"]), tmp_path / "resumed", resume=True, quiet=True)
     a = checkpoint.read_safetensors(tmp_path / "straight" / "model.safetensors")[0]
     b = checkpoint.read_safetensors(tmp_path / "resumed" / "model.safetensors")[0]
     assert a.keys() == b.keys() and any(k.endswith("initialized") for k in a)
@@ -274,7 +283,7 @@ def test_resume_keeps_the_initialisation_and_is_exact(tmp_path):
 
 @pytest.mark.parametrize("mode", ["flow", "langevin"])
 def test_baseline_modes_build_only_what_they_need(mode):
-    m = method_of(f"coopflow-spiral-{mode}", (TINY_FLOW if mode == "flow" else TINY_EBM) + TINY_RUN)
+    m = method_of(f"coopflow-points-{mode}", (TINY_FLOW if mode == "flow" else TINY_EBM) + TINY_RUN)
     need = {"flow": {"flow"}, "langevin": {"ebm"}}[mode]
     assert set(m.nets) == need and set(m.optim_specs()) == need
     losses, metrics = m.train_step(points(), dict(m.nets.items()))
@@ -288,7 +297,7 @@ def test_baseline_modes_build_only_what_they_need(mode):
 
 
 def test_sample_steps_zero_returns_the_flow_proposals():
-    m = method_of("coopflow-spiral", TINY_2D)
+    m = method_of("coopflow-points", TINY_2D)
     x_hat, x_tilde = m.sample_levels(16, torch.Generator().manual_seed(1))
     assert torch.equal(m.sample(16, torch.Generator().manual_seed(1), steps=0), x_hat)
     assert torch.equal(m.sample(16, torch.Generator().manual_seed(1)), x_tilde)
@@ -297,7 +306,7 @@ def test_sample_steps_zero_returns_the_flow_proposals():
 # ---------------------------------------------------------------------------- end to end
 def test_cli_train_sample_eval(tmp_path):
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "coopflow-spiral", "--run-dir", run, "--quiet",
+    ebmkit("train", "--preset", "coopflow-points", "--run-dir", run, "--quiet",
            *set_args(TINY_2D + ["train.iterations=4"]), check=True)
     out = tmp_path / "x.png"
     ebmkit("sample", "--model", run / "model.safetensors", "--num", 200, "--out", out, check=True)

@@ -103,7 +103,7 @@ def records(run_dir, event):
 
 
 def test_eval_every_points(tmp_path):
-    ebmkit("train", "--preset", "cdrl-checkerboard", "--run-dir", tmp_path / "r", "--quiet", "--eval-every", 4,
+    ebmkit("train", "--preset", "cdrl-points", "--run-dir", tmp_path / "r", "--quiet", "--eval-every", 4,
            *set_args(TINY + ["train.iterations=10", "train.eval_num=200"]), check=True)
     evals = records(tmp_path / "r", "eval")
     assert [e["step"] for e in evals] == [4, 8, 10]

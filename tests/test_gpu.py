@@ -28,9 +28,9 @@ def test_langevin_matches_cpu_in_float64():
 
 
 @pytest.mark.parametrize("name, overrides", [
-    ("cdrl-checkerboard", []),
+    ("cdrl-points", []),
     ("cdrl-shapes-cond", SHAPES_TINY),
-    ("coopflow-spiral", TINY_2D),
+    ("coopflow-points", TINY_2D),
     ("nerf-lebm-scenes", NERF_TINY + TINY_EBM),
     ("nerf-lebm-scenes-nopose", NERF_TINY + TINY_EBM),
     ("nerf-lebm-scenes-ends-nopose", NERF_TINY + TINY_EBM),

@@ -96,17 +96,17 @@ def test_units_standardize_and_invert_in_float64():
 
 def test_presets_refuse_data_they_cannot_use(tmp_path):
     with pytest.raises(EbmkitError, match="built-in set 'checkerboard' reads no file"):
-        load_preset("cdrl-checkerboard", ["data.path='pts.npy'"])
+        load_preset("cdrl-points", ["data.path='pts.npy'"])
     with pytest.raises(EbmkitError, match="reads a point file: set data.path"):
-        load_preset("cdrl-checkerboard", ["data.name='points'"])
+        load_preset("cdrl-points", ["data.name='points'"])
     with pytest.raises(EbmkitError, match="standardize is for point data"):
         load_preset("cdrl-digits", ["data.standardize=true"])
     with pytest.raises(EbmkitError, match="takes a point file"):
-        with_data(load_preset("cdrl-checkerboard"), str(tmp_path))
+        with_data(load_preset("cdrl-points"), str(tmp_path))
     with pytest.raises(EbmkitError, match="built-in 'digits' set, which reads no files"):
         with_data(load_preset("cdrl-digits"), str(tmp_path))
     assert with_data(load_preset("cdrl-cifar10"), str(tmp_path)).data.path == str(tmp_path)
-    points = with_data(load_preset("cdrl-checkerboard"), "my.csv").data
+    points = with_data(load_preset("cdrl-points"), "my.csv").data
     assert (points.name, points.path) == ("points", "my.csv")
     with pytest.raises(EbmkitError, match="one split"):
         load_dataset("points", "my.csv", split="test")
@@ -118,7 +118,7 @@ def test_train_on_a_file_then_sample_in_its_units(tmp_path):
     x = blob(1000)
     np.save(tmp_path / "pts.npy", x)
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "cdrl-checkerboard", "--data", tmp_path / "pts.npy", "--run-dir", run, "--quiet",
+    ebmkit("train", "--preset", "cdrl-points", "--data", tmp_path / "pts.npy", "--run-dir", run, "--quiet",
            *set_args(TINY + ["train.iterations=20", "data.standardize=true"]), check=True)
     method, _ = load_model(run / "model.safetensors")
     assert method.preset.data.name == "points" and method.preset.data.path == str(tmp_path / "pts.npy")
@@ -144,12 +144,24 @@ def test_train_on_a_file_then_sample_in_its_units(tmp_path):
     assert report["num"] == 300 and report["reference"] == str(held_out) and report["ratio"] > 0
 
 
-@pytest.mark.parametrize("preset", ["cdrl-checkerboard", "coopflow-spiral", "coopflow-spiral-langevin"])
+def test_a_dimension_the_preset_cannot_take(tmp_path):
+    np.save(tmp_path / "p1.npy", blob(600, dim=1))
+    np.save(tmp_path / "p2.npy", blob(600))
+    for preset, data, pattern in (("coopflow-points", "p1.npy", "affine coupling flow needs points of D >= 2"),
+                                  ("cdrl-digits", "p2.npy", "built-in 'digits' set, which reads no files"),
+                                  ("cdrl-cifar10", "p2.npy", "is not a directory: it should hold cifar-10-batches-bin")):
+        proc = ebmkit("train", "--preset", preset, "--data", tmp_path / data, "--run-dir", tmp_path / "r", "--quiet")
+        assert proc.returncode == 2 and pattern in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("preset", ["cdrl-points", "coopflow-points", "coopflow-points-langevin"])
 def test_any_dimension_trains(tmp_path, preset):
     """A 3-D point file trains every point method; pictures need D = 2, arrays do not."""
     np.save(tmp_path / "p3.npy", blob(600, dim=3))
     tiny = TINY if preset.startswith("cdrl") else ["train.batch_size=32", "train.log_every=5", "train.sample_every=1000",
-                                                    "langevin.steps=2"]
+                                                    "langevin.steps=2", "train.pretrain_iterations=0",
+                                                    "train.warmup_iterations=0"]
     run = tmp_path / "run"
     ebmkit("train", "--preset", preset, "--data", tmp_path / "p3.npy", "--run-dir", run, "--quiet",
            *set_args(tiny + ["train.iterations=6", "data.standardize=true"]), check=True)

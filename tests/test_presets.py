@@ -64,7 +64,7 @@ def test_conditional_presets():
     assert load_preset("cdrl-imagenet32").conditioning.num_classes == 1000
     compose = load_preset("cdrl-celeba64-compose").conditioning
     assert compose.kind == "attributes" and compose.attributes == ["Male", "Smiling", "Young"]
-    assert load_preset("cdrl-checkerboard").diffusion.num_levels == 5  # Fig. 5.5
+    assert load_preset("cdrl-points").diffusion.num_levels == 5  # Fig. 5.5
 
 
 @pytest.mark.skipif(not THESIS.is_file(), reason="thesis text not beside the checkout")

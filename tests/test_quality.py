@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_checkerboard_demo_quality(tmp_path):
     """`make demo`: >= 90% of 5,000 samples on the squares, MMD^2 <= 3x a second data draw's."""
-    model = train(load_preset("cdrl-checkerboard"), tmp_path / "run", quiet=True)
+    model = train(load_preset("cdrl-points"), tmp_path / "run", quiet=True)
     report = points_report(load_model(model)[0], num=5000, seed=0)
     assert report["on_squares"] >= 0.90, report
     assert report["ratio"] <= 3.0, report

@@ -50,7 +50,7 @@ def test_attribute_models_label_the_initializer_only_when_asked():
     g, _ = method.propose(method.nets["init"], x, t, None, guide=guide)  # the initializer means, combined by Eq. 5.12
     assert torch.allclose(g, guide.combine(method.nets["init"], x, method.levels.logsnr[t + 1]))
     with pytest.raises(EbmkitError, match="no labels for a conditional initializer"):
-        load_preset("cdrl-checkerboard", ["conditioning.conditional_init=true"])
+        load_preset("cdrl-points", ["conditioning.conditional_init=true"])
 
 def test_attribute_labels_and_names():
     cond = load_preset("cdrl-shapes-compose").conditioning

@@ -31,7 +31,7 @@ def assert_same_model(a, b):
 
 
 def test_run_directory(tmp_path):
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=12", "train.ckpt_every=5",
+    preset = load_preset("cdrl-points", TINY + ["train.iterations=12", "train.ckpt_every=5",
                                                       "train.sample_every=6"])
     model = train(preset, tmp_path / "r", quiet=True)
     run = tmp_path / "r"
@@ -53,7 +53,7 @@ def log_without_times(run_dir):
 
 
 def start_training(run_dir, iterations, extra=()):
-    args = ["train", "--preset", "cdrl-checkerboard", "--run-dir", run_dir, "--quiet",
+    args = ["train", "--preset", "cdrl-points", "--run-dir", run_dir, "--quiet",
             *set_args(TINY + [f"train.iterations={iterations}", "train.ckpt_every=20", *extra])]
     return subprocess.Popen([sys.executable, "-m", "ebmkit", *map(str, args)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -70,7 +70,7 @@ def wait_for(path, proc, timeout=120):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     ref = tmp_path_factory.mktemp("ref") / "run"
-    ebmkit("train", "--preset", "cdrl-checkerboard", "--run-dir", ref, "--quiet",
+    ebmkit("train", "--preset", "cdrl-points", "--run-dir", ref, "--quiet",
            *set_args(TINY + ["train.iterations=400", "train.ckpt_every=20"]), check=True)
     return ref
 
@@ -107,7 +107,7 @@ def test_ctrl_c_saves_and_resume_is_bitwise_identical(tmp_path, reference_run):
 def altered_trainer(tmp_path, monkeypatch, overrides, alter):
     """A Trainer of the TINY checkerboard preset whose method's train_step output passes through
     alter(trainer, losses, metrics) -> (losses, metrics): injected divergence."""
-    trainer = Trainer(load_preset("cdrl-checkerboard", TINY + overrides), tmp_path, Ranks(), resume=False, quiet=True)
+    trainer = Trainer(load_preset("cdrl-points", TINY + overrides), tmp_path, Ranks(), resume=False, quiet=True)
     real_step = trainer.method.train_step
     monkeypatch.setattr(trainer.method, "train_step", lambda batch, nets: alter(trainer, *real_step(batch, nets)))
     return trainer
@@ -233,7 +233,7 @@ def test_guard_lets_the_energy_offset_wander(tmp_path, monkeypatch):
 def test_guard_never_writes_a_rejected_final_state(tmp_path, monkeypatch):
     """Weights poisoned by the last update (and by the update into a checkpoint step) are never
     written: the guard rolls back, training redoes the steps, and the model written is finite."""
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=40", "train.ckpt_every=20",
+    preset = load_preset("cdrl-points", TINY + ["train.iterations=40", "train.ckpt_every=20",
                                                       "guard.snapshot_every=10"])
     trainer = Trainer(preset, tmp_path, Ranks(), resume=False, quiet=True)
     opt, poisoned = trainer.optimizers["ebm"], []
@@ -259,7 +259,7 @@ def test_guard_never_writes_a_rejected_final_state(tmp_path, monkeypatch):
 
 
 def test_guard_catches_exploding_energy(tmp_path):
-    preset = load_preset("cdrl-checkerboard", TINY + ["train.iterations=3", "guard.max_abs_energy=1e-9",
+    preset = load_preset("cdrl-points", TINY + ["train.iterations=3", "guard.max_abs_energy=1e-9",
                                                       "guard.max_rollbacks=2"])
     with pytest.raises(EbmkitError, match="could not recover.*3 rollbacks.*no model was written") as failure:
         train(preset, tmp_path / "r", quiet=True)
@@ -273,7 +273,7 @@ def test_ddp_two_processes_on_gloo(tmp_path):
               "train.init_lr=3e-3", "train.ema=0.9", "train.warmup=10", "train.init_warmup_lead=1",
               "sampler.steps=5", "data.num_points=2000", "train.log_every=50", "train.sample_every=1000"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ebmkit", "train", "--preset", "cdrl-checkerboard", "--run-dir", str(run), "--quiet",
+           "-m", "ebmkit", "train", "--preset", "cdrl-points", "--run-dir", str(run), "--quiet",
            "--device", "cpu", *set_args(common)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -284,8 +284,8 @@ def test_ddp_two_processes_on_gloo(tmp_path):
     for e in syncs:  # one checksum per rank, all equal
         assert len(e["rank_checksums"]) == 2 and len(set(e["rank_checksums"])) == 1
     single = tmp_path / "single"
-    train(load_preset("cdrl-checkerboard", common), single, quiet=True)
-    untrained = build_method(load_preset("cdrl-checkerboard", common), (2,))
+    train(load_preset("cdrl-points", common), single, quiet=True)
+    untrained = build_method(load_preset("cdrl-points", common), (2,))
     ratio = {name: points_report(load_model(r / "model.safetensors")[0], num=2000)["ratio"]
              for name, r in (("ddp", run), ("single", single))}
     ratio["untrained"] = points_report(untrained, num=2000)["ratio"]

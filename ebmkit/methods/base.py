@@ -40,9 +40,12 @@ class OptimSpec:
     warmup_lead: int = 0   # the warm-up runs this many iterations ahead
     grad_clip: float | None = None
     decoupled: bool = False  # AdamW rather than Adam
+    lr_before: tuple[int, float] | None = None  # (N, rate): a different rate before step N (a pre-training phase)
 
-    def lr_factor(self, step: int) -> float:
-        return min(1.0, (step + self.warmup_lead) / self.warmup) if self.warmup else 1.0
+    def lr_at(self, step: int) -> float:
+        """The learning rate at training step `step`, warm-up included."""
+        lr = self.lr_before[1] if self.lr_before is not None and step < self.lr_before[0] else self.lr
+        return lr * (min(1.0, (step + self.warmup_lead) / self.warmup) if self.warmup else 1.0)
 
 
 class Method:

@@ -119,7 +119,9 @@ class CoopFlow(Method):
         t = self.preset.train  # sec. 4.5.2: Adam for both, betas (0.9, 0.999) for the flow, (0.5, 0.5) for the EBM
         specs = {}
         if "flow" in self.nets:
-            specs["flow"] = OptimSpec(t.lr_flow, t.betas_flow, warmup=t.flow_warmup, grad_clip=t.grad_clip)
+            early = None if t.lr_flow_pretrain is None else (t.pretrain_iterations, t.lr_flow_pretrain)
+            specs["flow"] = OptimSpec(t.lr_flow, t.betas_flow, warmup=t.flow_warmup, grad_clip=t.grad_clip,
+                                      lr_before=early)
         if "ebm" in self.nets:
             specs["ebm"] = OptimSpec(t.lr_ebm, t.betas_ebm, grad_clip=t.grad_clip_ebm)
         return specs
