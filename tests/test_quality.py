@@ -1,4 +1,4 @@
-"""Acceptance figures of the CPU presets (slow: `make test-slow`). README quotes the same numbers."""
+"""Acceptance figures of the CPU presets (slow: `make test-slow`). docs/results quotes the same numbers."""
 
 import pytest
 
