@@ -7,7 +7,9 @@ preset left as it is and only the data changed.
 
 Every cell trains with `ebmkit train` as a user would, then `ebmkit eval mmd` (squared-MMD ratio of 5,000
 samples to a fresh test draw, against a second draw, averaged over 4 such comparisons; 1 is as good as
-the data) and `ebmkit sample`.
+the data) and `ebmkit sample`. The Langevin-driven methods (CoopFlow, the Langevin flow alone) are also
+measured with the first SHORT steps of their chains only: where the flow's initialisation is what
+CoopFlow adds (Table 4.9).
 Cells merge into benchmarks/results/toy_matrix.json, so the matrix can run in parts; the picture
 benchmarks/results/toy_matrix.png (a row per data set: data, then each method's seed-0 samples) is
 drawn from the samples in --out. --quick trains 200 iterations and writes under --out only.
@@ -32,6 +34,7 @@ PRESETS = {"cdrl": "cdrl-points", "coopflow": "coopflow-points", "flow": "coopfl
            "langevin": "coopflow-points-langevin"}
 LABELS = {"cdrl": "CDRL", "coopflow": "CoopFlow", "flow": "flow alone", "langevin": "Langevin flow alone"}
 BARS = {"cdrl": 1.5, "coopflow": 2.0}  # squared-MMD ratio at most this, on every set and seed
+SHORT = 10  # test-time Langevin steps of the short-chain comparison (a third of the recipes' T = 30; Table 4.9)
 
 
 def run(args: list, threads: int) -> subprocess.CompletedProcess:
@@ -74,6 +77,11 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
                           **({"on_squares": round(r["on_squares"], 4)} if "on_squares" in r else {}))
         else:
             result["error"] = report.stderr.strip()
+        if method in ("coopflow", "langevin"):
+            short = run(["eval", "mmd", "--model", model, "--num", 5000, "--seed", seed, "--steps", SHORT, "--json"],
+                        threads)
+            if short.returncode == 0:
+                result["ratio_short"] = round(json.loads(short.stdout)["ratio"], 4)
         if seed == 0:
             run(["sample", "--model", model, "--num", 2000, "--seed", 0, "--out", run_dir / "samples.npz"], threads)
     return result
@@ -81,8 +89,9 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
 
 def summary(cells: dict) -> list[str]:
     """Markdown table: mean and spread over seeds of each method's MMD ratio per data set, Table 4.7's ordering."""
-    lines = ["| data | " + " | ".join(LABELS.values()) + " | CoopFlow below both baselines |",
-             "| --- |" + " --- |" * (len(LABELS) + 1)]
+    lines = ["| data | " + " | ".join(LABELS.values()) + " | CoopFlow below both baselines | "
+             f"CoopFlow / Langevin flow alone, {SHORT} steps | CoopFlow below it, {SHORT} steps |",
+             "| --- |" + " --- |" * (len(LABELS) + 3)]
     for data in SETS:
         row, seeds = [data], {}
         for method in LABELS:
@@ -100,6 +109,12 @@ def summary(cells: dict) -> list[str]:
         common = [s for s in seeds["coopflow"] if all(seeds[m].get(s) is not None for m in ("coopflow", "flow", "langevin"))]
         holds = sum(seeds["coopflow"][s] < min(seeds["flow"][s], seeds["langevin"][s]) for s in common)
         row.append(f"{holds} of {len(common)} seeds" if common else "-")
+        short = {m: {k.split("/")[2]: v["ratio_short"] for k, v in cells.items()
+                     if k.startswith(f"{data}/{m}/") and "ratio_short" in v} for m in ("coopflow", "langevin")}
+        paired = [s for s in short["coopflow"] if s in short["langevin"]]
+        row.append(" / ".join(f"{statistics.mean(short[m].values()):.2f}" if short[m] else "-" for m in short))
+        row.append(f"{sum(short['coopflow'][s] < short['langevin'][s] for s in paired)} of {len(paired)} seeds"
+                   if paired else "-")
         lines.append("| " + " | ".join(row) + " |")
     return lines
 

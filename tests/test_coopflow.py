@@ -90,13 +90,14 @@ def test_presets_validate_and_errors_name_the_field():
         "train.mode=gan": r"train\.mode: Input should be 'coopflow', 'flow' or 'langevin'",
         "ebm.hidden=0": r"ebm\.hidden: Input should be greater than 0",
         "flow.hidden=big": r"flow\.hidden: .*integer",
-        "langevin.noise_decay_K=30": r"langevin: .*noise_decay_K decays the training noise",
         "train.warmup_iterations=3500": r"train: .*leave no cooperative iterations",
         "langevin.clamp=[1.0, -1.0]": r"langevin: .*clamp needs low < high",
     }
     for override, message in bad.items():
         with pytest.raises(EbmkitError, match=message):
             load_preset("coopflow-points", [override])
+    with pytest.raises(EbmkitError, match=r"langevin: .*noise_decay_K decays the training noise"):
+        load_preset("coopflow-points", ["langevin.noise=false", "langevin.noise_decay_K=30"])
     with pytest.raises(EbmkitError, match=r"flow: .*num_channels 96 is not divisible by num_heads 5"):
         load_preset("coopflow-cifar10", ["flow.num_heads=5"])
     with pytest.raises(EbmkitError, match=r"train\.mode 'coopflow' needs a \[ebm\] section"):
@@ -180,7 +181,7 @@ def test_one_langevin_step_by_hand():
     s, c = 0.5, 0.1
     for reference in ("uniform", "gaussian"):
         m = method_of("coopflow-points", TINY_2D + [f"langevin.step_size={s}", "langevin.clamp=[-1.0, 1.0]",
-                                                    f"ebm.reference={reference}"])
+                                                    "langevin.noise=false", f"ebm.reference={reference}"])
         out = m.langevin_flow(Quadratic(c=1.0, m=0.5), x0, training=True, steps=1)
         grad = -2 * (x0 - 0.5) - (x0 if reference == "gaussian" else 0)
         drift = (s**2 / 2 * grad).clamp(-c, c)
@@ -199,14 +200,18 @@ def test_noise_decay_is_eq_4_14():
 
 def test_noise_weight_schedule_counts_epochs_of_the_langevin_flow():
     m = method_of("coopflow-points", TINY_2D + ["langevin.noise=true", "langevin.noise_decay_K=4",
-                                                "train.pretrain_iterations=10", "train.iterations=100"])
+                                                "langevin.noise_test=false", "train.pretrain_iterations=10",
+                                                "train.iterations=100"])
     m.check_data(Dataset("spiral", "points", torch.zeros(320, 2)))  # 320 // 32 = 10 iterations per epoch
     for step, epoch in ((0, 0), (10, 0), (19, 0), (20, 1), (35, 2), (60, 5)):
         m.step = step
         assert m.epoch() == epoch
         assert m.noise_weight(training=True) == pytest.approx(noise_decay(epoch, 4))
         assert m.noise_weight(training=False) == 0.0  # sec. 4.9: no noise when sampling
-    assert method_of("coopflow-points", TINY_2D).noise_weight(training=True) == 0.0  # sec. 4.5.2
+    noiseless = method_of("coopflow-points", TINY_2D + ["langevin.noise=false"])  # sec. 4.5.2, as for images
+    assert noiseless.noise_weight(training=True) == 0.0
+    points = method_of("coopflow-points", TINY_2D)  # the points recipe keeps the noise in training and sampling
+    assert points.noise_weight(training=True) == points.noise_weight(training=False) == 1.0
 
 
 # ---------------------------------------------------------------------------- phases and modes
