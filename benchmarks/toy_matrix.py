@@ -93,11 +93,12 @@ def summary(cells: dict) -> list[str]:
              f"CoopFlow / Langevin flow alone, {SHORT} steps | CoopFlow below it, {SHORT} steps |",
              "| --- |" + " --- |" * (len(LABELS) + 3)]
     for data in SETS:
-        row, seeds = [data], {}
+        row, seeds, short = [data], {}, {}
         for method in LABELS:
             got = {k.split("/")[2]: v for k, v in cells.items() if k.startswith(f"{data}/{method}/")}
             ratios = [v["ratio"] for v in got.values() if "ratio" in v]
             seeds[method] = {s: v.get("ratio") for s, v in got.items()}
+            short[method] = {s: v["ratio_short"] for s, v in got.items() if "ratio_short" in v}
             if not ratios:
                 row.append("-")
                 continue
@@ -109,10 +110,9 @@ def summary(cells: dict) -> list[str]:
         common = [s for s in seeds["coopflow"] if all(seeds[m].get(s) is not None for m in ("coopflow", "flow", "langevin"))]
         holds = sum(seeds["coopflow"][s] < min(seeds["flow"][s], seeds["langevin"][s]) for s in common)
         row.append(f"{holds} of {len(common)} seeds" if common else "-")
-        short = {m: {k.split("/")[2]: v["ratio_short"] for k, v in cells.items()
-                     if k.startswith(f"{data}/{m}/") and "ratio_short" in v} for m in ("coopflow", "langevin")}
         paired = [s for s in short["coopflow"] if s in short["langevin"]]
-        row.append(" / ".join(f"{statistics.mean(short[m].values()):.2f}" if short[m] else "-" for m in short))
+        row.append(" / ".join(f"{statistics.mean(short[m].values()):.2f}" if short[m] else "-"
+                              for m in ("coopflow", "langevin")))
         row.append(f"{sum(short['coopflow'][s] < short['langevin'][s] for s in paired)} of {len(paired)} seeds"
                    if paired else "-")
         lines.append("| " + " | ".join(row) + " |")

@@ -210,8 +210,8 @@ def test_noise_weight_schedule_counts_epochs_of_the_langevin_flow():
         assert m.noise_weight(training=False) == 0.0  # sec. 4.9: no noise when sampling
     noiseless = method_of("coopflow-points", TINY_2D + ["langevin.noise=false"])  # sec. 4.5.2, as for images
     assert noiseless.noise_weight(training=True) == 0.0
-    points = method_of("coopflow-points", TINY_2D)  # the points recipe keeps the noise in training and sampling
-    assert points.noise_weight(training=True) == points.noise_weight(training=False) == 1.0
+    recipe = method_of("coopflow-points", TINY_2D)  # the points recipe keeps the noise in training and sampling
+    assert recipe.noise_weight(training=True) == recipe.noise_weight(training=False) == 1.0
 
 
 # ---------------------------------------------------------------------------- phases and modes
