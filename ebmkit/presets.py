@@ -137,8 +137,9 @@ class Conditioning(Strict):
 
 class Guard(Strict):
     """Divergence guard (Trainer._check in train.py): a non-finite loss, gradient or weight; |energy| above
-    `max_abs_energy`; and from iteration `spike_after` on, |energy| above `spike_factor` x its running mean
-    at the last good snapshot (a blow-up), or the running gap between data and sample energies above
+    `max_abs_energy`; and from iteration `spike_after` on, an energy above `spike_factor` x its own running
+    mean at the last good snapshot (a blow-up; an energy that a new phase starts to report is first
+    compared once a snapshot has seen it), or the running gap between data and sample energies above
     `drift_factor` x its lowest value at the snapshots of the last `drift_window` iterations (a slow
     drift: the samples no longer follow the model); references are floored at 1. Each restores the last good state and
     multiplies the learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run

@@ -152,41 +152,43 @@ class Stopper:
 
 # ---------------------------------------------------------------------------- the loop
 class Watch:
-    """What the divergence guard tracks between steps: running means (decay 0.99) of the energy level
-    (the largest |energy*| metric) and of the gap between paired energies (Method.energy_pairs, data
-    against samples), and the gap at recent snapshots, the reference of the drift test. The drift test
-    watches the gap, not the level: a constant added to f changes no loss, so the level may wander
-    while the model is sound; a gap that keeps growing means the samples no longer follow the model."""
+    """What the divergence guard tracks between steps: running means (decay 0.99) of each energy
+    metric's magnitude, the references of the spike test, and of the gap between paired energies
+    (Method.energy_pairs, data against samples), with the gap at recent snapshots, the reference of the
+    drift test. Each energy has its own reference: the networks' energies have unrelated scales (the
+    flow's -log q of CoopFlow against its EBM's f), and a metric that a new phase starts to report has
+    none until the next snapshot. The drift test watches the gap, not the level: a constant added to f
+    changes no loss, so the level may wander while the model is sound; a gap that keeps growing means
+    the samples no longer follow the model."""
 
     def __init__(self):
-        self.level: float | None = None
-        self.gap = 0.0
+        self.levels: dict[str, float] = {}
+        self.gap: float | None = None
         self.history: list[list[float]] = []  # [step, gap] at the snapshots of the last guard.drift_window steps
 
-    def update(self, level: float, gap: float) -> None:
-        if self.level is None:
-            self.level, self.gap = level, gap
-        else:
-            self.level, self.gap = 0.99 * self.level + 0.01 * level, 0.99 * self.gap + 0.01 * gap
+    def update(self, levels: dict[str, float], gap: float) -> None:
+        for k, v in levels.items():
+            self.levels[k] = v if k not in self.levels else 0.99 * self.levels[k] + 0.01 * v
+        self.gap = gap if self.gap is None else 0.99 * self.gap + 0.01 * gap
 
     def mark(self, step: int, window: int) -> None:
-        """Record the running means at a snapshot; forget marks older than `window` steps."""
-        if self.level is not None:
+        """Record the running gap at a snapshot; forget marks older than `window` steps."""
+        if self.gap is not None:
             self.history = [h for h in self.history if step - window <= h[0] < step] + [[step, self.gap]]
 
     def drift(self, factor: float) -> str:
         """As a reason, that the running gap exceeds `factor` x its lowest value at the recorded snapshots
         (floored at 1); "" if it does not."""
         low = max(min((h[1] for h in self.history), default=float("inf")), 1.0)
-        if self.level is not None and self.gap > factor * low:
+        if self.gap is not None and self.gap > factor * low:
             return f"energy drift: the running data/sample energy gap {self.gap:.3g} is {self.gap / low:.0f}x its lowest recent level"
         return ""
 
     def state_dict(self) -> dict:
-        return {"level": self.level, "gap": self.gap, "history": [list(h) for h in self.history]}
+        return {"levels": dict(self.levels), "gap": self.gap, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.level, self.gap, self.history = state["level"], state["gap"], [list(h) for h in state["history"]]
+        self.levels, self.gap, self.history = dict(state["levels"]), state["gap"], [list(h) for h in state["history"]]
 
 
 class Trainer:
@@ -381,22 +383,23 @@ class Trainer:
     def _check(self, values: dict[str, torch.Tensor]) -> tuple[str, dict[str, float]]:
         """Why the step's values show divergence ("" if they do not), the same on every rank. Tests, in
         order: a non-finite loss or gradient; |energy| above guard.max_abs_energy; from guard.spike_after
-        on, |energy| above spike_factor x its running mean at the last snapshot (a sudden blow-up), and the
-        running data/sample energy gap above drift_factor x its lowest value at the snapshots of the last
+        on, an |energy*| metric above spike_factor x its own running mean at the last snapshot (a sudden
+        blow-up; a metric new since that snapshot has no reference yet), and the running data/sample energy gap above drift_factor x its lowest value at the snapshots of the last
         drift_window steps (a slow drift; see Watch). References are floored at 1."""
         g, w = self.preset.guard, self.watch
         vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
-        level = max((abs(v) for k, v in vals.items() if k.startswith("energy")), default=0.0)
+        levels = {k: abs(v) for k, v in vals.items() if k.startswith("energy")}
         gap = max((abs(vals[a] - vals[b]) for a, b in self.method.energy_pairs if a in vals and b in vals), default=0.0)
-        ref = self.snapshot["watch"]["level"] or w.level
+        refs = self.snapshot["watch"]["levels"] or w.levels  # before the first snapshot: the running means
+        spikes = [(v / max(refs[k], 1.0), k, v) for k, v in levels.items() if k in refs]
         relative = self.step >= g.spike_after
         reason = ""
         if not all(math.isfinite(v) for v in vals.values()):
             reason = "non-finite value"
-        elif level > g.max_abs_energy:
-            reason = f"|energy| {level:.3g} above guard.max_abs_energy"
-        elif relative and ref and level > g.spike_factor * max(ref, 1.0):
-            reason = f"|energy| {level:.3g} is {level / max(ref, 1.0):.0f}x its running mean at the last snapshot"
+        elif max(levels.values(), default=0.0) > g.max_abs_energy:
+            reason = f"|energy| {max(levels.values()):.3g} above guard.max_abs_energy"
+        elif relative and spikes and (worst := max(spikes))[0] > g.spike_factor:
+            reason = f"|{worst[1]}| {worst[2]:.3g} is {worst[0]:.0f}x its running mean at the last snapshot"
         elif relative and (drift := w.drift(g.drift_factor)):
             reason = drift
         bad = torch.tensor(float(bool(reason)))
@@ -404,7 +407,7 @@ class Trainer:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
             reason = reason or ("divergence on another rank" if bad.item() else "")
         if not reason:
-            w.update(level, gap)
+            w.update(levels, gap)
         return reason, vals
 
     def _rollback(self, reason: str, vals: dict[str, float]) -> None:

@@ -152,7 +152,7 @@ def test_train_step_is_finite_and_the_networks_do_not_share_gradients(case):
     else:
         m, batch = method_of("coopflow-digits", TINY_IMAGE, (1, 8, 8)), digits_like()
     losses, metrics = m.train_step(batch, dict(m.nets.items()))
-    assert set(losses) == {"ebm", "flow"} and {"energy_data", "energy_sample", "energy_flow"} <= set(metrics)
+    assert set(losses) == {"ebm", "flow"} and {"energy_data", "energy_sample", "energy_flow_sample"} <= set(metrics)
     assert all(torch.isfinite(v) for v in [*losses.values(), *metrics.values()])
     losses["flow"].backward(retain_graph=True)                               # step 7 touches only alpha
     assert all(p.grad is None for p in m.nets["ebm"].parameters())

@@ -148,7 +148,7 @@ def test_guard_catches_an_energy_spike(tmp_path, monkeypatch, spike_after):
     def spiking(trainer, losses, metrics):  # the 21st update reports energies 1000x larger than usual
         calls["n"] += 1
         if calls["n"] == 21:
-            metrics = {k: v * 0 + 1e3 * max(1.0, trainer.watch.level) for k, v in metrics.items()}
+            metrics = {k: v * 0 + 1e3 * max(1.0, *trainer.watch.levels.values()) for k, v in metrics.items()}
         return losses, metrics
 
     trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=25", "train.ckpt_every=100",
@@ -161,6 +161,25 @@ def test_guard_catches_an_energy_spike(tmp_path, monkeypatch, spike_after):
     else:
         # the state of step 20 gave the spike, so the last good one is the snapshot of step 10
         assert len(guard) == 1 and "running mean" in guard[0]["reason"] and guard[0]["restored"] == 10
+
+
+def test_guard_gives_an_energy_of_a_new_phase_its_own_reference(tmp_path, monkeypatch):
+    """From step 30 on a new metric (as CoopFlow's flow -log q from the start of Algorithm 3) reports 500x
+    the other energies, with a transient: not a spike of those energies. Once a snapshot has seen it, a
+    jump of that metric to 300x its running mean is one."""
+
+    def new_phase(trainer, losses, metrics):
+        if trainer.step >= 30:
+            scale = 5e5 if trainer.step == 52 and not trainer.rollbacks else 2e3 if trainer.step < 35 else 500.0
+            metrics["energy_new"] = metrics["energy_data"] * 0 + scale
+        return losses, metrics
+
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=60", "train.ckpt_every=100",
+                                                      "guard.snapshot_every=10", "guard.spike_after=0"], new_phase)
+    trainer.run()
+    guard = events_of(tmp_path, "guard")
+    assert len(guard) == 1 and guard[0]["step"] == 52 and guard[0]["reason"].startswith("|energy_new|")
+    assert guard[0]["restored"] == 50
 
 
 def test_guard_catches_a_gradual_runaway(tmp_path, monkeypatch):
