@@ -711,7 +711,7 @@ def eval_mmd(
     model: Annotated[Path, typer.Option(help="Model file of a point model.")],
     ref: Annotated[Optional[Path], typer.Option(help="Held-out points (.npy, .npz, .csv) in the data's units; default: a fresh draw of a built-in set, or the training file.")] = None,
     num: Annotated[int, typer.Option(min=10, help="Samples, and reference points in each half.")] = 5000,
-    repeats: Annotated[Optional[int], typer.Option(min=1, help="Independent comparisons averaged (one alone is noisy) [default: 4].")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Independent comparisons averaged (one alone is noisy).")] = 4,
     seed: SeedOpt = 0,
     steps: StepsOpt = None,
     device: DeviceOpt = "auto",
@@ -726,14 +726,13 @@ def eval_mmd(
     if len(method.shape) != 1:
         raise EbmkitError(f"{model} is an image model; eval mmd is for point models")
     report = {"model": str(model), "step": step,
-              **points_report(method, num, seed, steps=steps, ref=None if ref is None else str(ref),
-                              **({} if repeats is None else {"repeats": repeats}))}
+              **points_report(method, num, seed, steps=steps, ref=None if ref is None else str(ref), repeats=repeats)}
     if not report["finite"]:
         raise EbmkitError(f"{model} draws non-finite samples (NaN or inf): the model is broken", exit_code=1)
     if as_json:
         print(json.dumps(report))
         return
-    out.print(f"{report['num']} samples against {report['reference']}, mean of {report['repeats']} comparisons "
+    out.print(f"{report['num']} samples against {report['reference']}, mean of {repeats} comparisons "
               f"(ratios {', '.join(f'{r:.2f}' for r in report['ratio_each'])})")
     table = Table("bandwidth", "MMD^2 model", "MMD^2 data", "ratio", box=None)
     for h, m, d in zip(report["bandwidths"], report["mmd2_model"], report["mmd2_data"]):

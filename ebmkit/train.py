@@ -188,7 +188,9 @@ class Watch:
         return {"levels": dict(self.levels), "gap": self.gap, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.levels, self.gap, self.history = dict(state["levels"]), state["gap"], [list(h) for h in state["history"]]
+        # a training state written before each energy had its own level holds none: they start again
+        self.levels, self.gap = dict(state.get("levels", {})), state["gap"]
+        self.history = [list(h) for h in state["history"]]
 
 
 class Trainer:
@@ -384,8 +386,9 @@ class Trainer:
         """Why the step's values show divergence ("" if they do not), the same on every rank. Tests, in
         order: a non-finite loss or gradient; |energy| above guard.max_abs_energy; from guard.spike_after
         on, an |energy*| metric above spike_factor x its own running mean at the last snapshot (a sudden
-        blow-up; a metric new since that snapshot has no reference yet), and the running data/sample energy gap above drift_factor x its lowest value at the snapshots of the last
-        drift_window steps (a slow drift; see Watch). References are floored at 1."""
+        blow-up; a metric new since that snapshot has no reference yet), and the running data/sample energy
+        gap above drift_factor x its lowest value at the snapshots of the last drift_window steps (a slow
+        drift; see Watch). References are floored at 1."""
         g, w = self.preset.guard, self.watch
         vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
         levels = {k: abs(v) for k, v in vals.items() if k.startswith("energy")}
@@ -396,8 +399,8 @@ class Trainer:
         reason = ""
         if not all(math.isfinite(v) for v in vals.values()):
             reason = "non-finite value"
-        elif max(levels.values(), default=0.0) > g.max_abs_energy:
-            reason = f"|energy| {max(levels.values()):.3g} above guard.max_abs_energy"
+        elif (top := max(levels.values(), default=0.0)) > g.max_abs_energy:
+            reason = f"|energy| {top:.3g} above guard.max_abs_energy"
         elif relative and spikes and (worst := max(spikes))[0] > g.spike_factor:
             reason = f"|{worst[1]}| {worst[2]:.3g} is {worst[0]:.0f}x its running mean at the last snapshot"
         elif relative and (drift := w.drift(g.drift_factor)):
