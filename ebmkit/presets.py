@@ -143,7 +143,9 @@ class Guard(Strict):
     `drift_factor` x its lowest value at the snapshots of the last `drift_window` iterations (a slow
     drift: the samples no longer follow the model); references are floored at 1. Each restores the last good state and
     multiplies the learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run
-    stops (exit 1) with that state as its model."""
+    stops (exit 1) with that state as its model. A state is good (a snapshot to restore, a checkpoint, the
+    model) only while that gap stays within `settled_factor` x its lowest recent value: a drifting state is
+    never kept, even before it reaches the drift limit; the run's final state must be settled too."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6
@@ -151,10 +153,17 @@ class Guard(Strict):
     spike_after: NonNegativeInt = 100              # no relative test before this iteration: energies grow fast at first
     drift_factor: Annotated[float, Field(gt=1)] = 30.0
     drift_window: PositiveInt = 2000
+    settled_factor: Annotated[float, Field(gt=1)] = 10.0
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20
     min_lr_scale: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+    @model_validator(mode="after")
+    def _settled_within_drift(self):
+        if self.settled_factor > self.drift_factor:
+            raise ValueError(f"settled_factor {self.settled_factor:g} must not exceed drift_factor {self.drift_factor:g}")
+        return self
 
 
 class Speed(Strict):

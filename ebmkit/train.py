@@ -316,6 +316,17 @@ class Trainer:
         self.any_good = True
         self._commit()
 
+    def _unsettled(self) -> str:
+        """Why the current state, though it passed the guard, is no good state to keep: its data/sample gap
+        beyond guard.settled_factor x its lowest recent level, on its way to the drift limit ("" if settled)."""
+        g = self.preset.guard
+        return self.watch.drift(g.settled_factor) if self.step >= g.spike_after else ""
+
+    def _drop_pending(self) -> None:
+        """The state awaiting its check is unsettled: it replaces neither the snapshot nor the run's files."""
+        self.pending = None
+        self._discard()
+
     def preview(self) -> None:
         if self.ranks.main:
             gen = torch.Generator(self.ranks.device).manual_seed(self.preview_gen_seed)
@@ -366,12 +377,19 @@ class Trainer:
             clip = self.specs[name].grad_clip or float("inf")
             norms[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         values = {**{f"loss_{k}": v.detach() for k, v in losses.items()}, **metrics, **norms}
+        unsettled = ""
         if self.preset.guard.enabled:
             reason, vals = self._check(values)
+            unsettled = "" if reason else self._unsettled()
+            if unsettled and not update:
+                reason = f"{unsettled} in the final state"  # a run ends only on a state it may keep
             if reason:
                 self._rollback(reason, vals)
                 return None
-        self._state_is_good()
+        if unsettled:
+            self._drop_pending()
+        else:
+            self._state_is_good()
         if not update:
             return values
         self._set_lr()

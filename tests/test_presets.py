@@ -99,6 +99,8 @@ def test_overrides_are_validated():
         load_preset("cdrl-digits", ["ebm.channels=3"])
     with pytest.raises(EbmkitError, match="logsnr_min must be below logsnr_max"):
         load_preset("cdrl-digits", ["diffusion.logsnr_min=10.0"])
+    with pytest.raises(EbmkitError, match="settled_factor 40 must not exceed drift_factor 30"):
+        load_preset("cdrl-digits", ["guard.settled_factor=40"])
 
 
 def test_unknown_preset_and_method(tmp_path):

@@ -236,6 +236,45 @@ def test_guard_stops_a_run_it_cannot_recover(tmp_path, monkeypatch, kind):
     assert not list(tmp_path.glob(".*.tmp*"))  # no staged file left behind
 
 
+def gap_bump(start: int, end: int, size: float = 100.0):
+    """A train_step alteration: energies at a level of 1000 (so that the bump is no spike), the samples'
+    `size` above the data's from step `start` to `end`."""
+
+    def alter(trainer, losses, metrics):
+        gap = size if start <= trainer.step < end else 0.0
+        return losses, {**metrics, "energy_data": metrics["energy_data"] * 0 + 1e3,
+                        "energy_sample": metrics["energy_sample"] * 0 + 1e3 + gap}
+
+    return alter
+
+
+def test_guard_keeps_no_state_whose_gap_has_not_settled(tmp_path, monkeypatch):
+    """A gap of 100 for 25 steps (60-84) lifts the running gap (decay 0.99) to 22: beyond
+    guard.settled_factor (10) x its floor of 1 from step 71 to about 165, never at the drift limit (30).
+    No rollback; the snapshots and checkpoints of those steps are never kept; training ends normally."""
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=240", "train.ckpt_every=20", *DRIFT],
+                              gap_bump(60, 85))
+    trainer.run()
+    assert events_of(tmp_path, "guard") == [] and trainer.step == 240
+    kept = [e["step"] for e in events_of(tmp_path, "checkpoint")]
+    assert kept[:3] == [20, 40, 60] and not [k for k in kept if 80 <= k <= 160] and kept[-1] == 240
+    assert int(model_meta(tmp_path)["step"]) == 240
+
+
+def test_guard_never_ends_on_an_unsettled_state(tmp_path, monkeypatch):
+    """A gap of 100 from step 230 on, every try: the final state (step 250) is unsettled (running gap 19,
+    below the drift limit), and so is step 240 (10.5). The run rolls back to step 230 until the learning
+    rates fall below guard.min_lr_scale, then stops with exit 1 and step 230 as its model."""
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=250", "train.ckpt_every=10", *DRIFT],
+                              gap_bump(230, 10**9))
+    with pytest.raises(EbmkitError, match="could not recover.*in the final state") as failure:
+        trainer.run()
+    assert failure.value.exit_code == 1
+    guard = events_of(tmp_path, "guard")
+    assert len(guard) == 7 and all(e["step"] == 250 and e["restored"] == 230 for e in guard)
+    assert int(model_meta(tmp_path)["step"]) == 230 == events_of(tmp_path, "guard_failed")[0]["model_step"]
+
+
 def test_guard_lets_the_energy_offset_wander(tmp_path, monkeypatch):
     """A constant added to f changes no loss: energies of data and samples wandering together, 3% up per
     step (120x over the run, never 100x in one snapshot interval), are no divergence."""
