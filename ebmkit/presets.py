@@ -141,9 +141,11 @@ class Guard(Strict):
     mean at the last good snapshot (a blow-up; an energy that a new phase starts to report is first
     compared once a snapshot has seen it), or the running gap between data and sample energies above
     `drift_factor` x its lowest value at the snapshots of the last `drift_window` iterations (a slow
-    drift: the samples no longer follow the model); references are floored at 1. Each restores the last good state and
-    multiplies the learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run
-    stops (exit 1) with that state as its model. A state is good (a snapshot to restore, a checkpoint, the
+    drift: the samples no longer follow the model); energy references are floored at 1, the gap's at
+    `gap_floor` (set it a few times above a recipe's healthy gap: below, noise counts as drift; far above,
+    a gap many times the healthy one passes). Each restores the last good state and multiplies the
+    learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run stops (exit 1)
+    with that state as its model. A state is good (a snapshot to restore, a checkpoint, the
     model) only while that gap stays within `settled_factor` x its lowest recent value: a drifting state is
     never kept, even before it reaches the drift limit; the run's final state must be settled too."""
 
@@ -154,6 +156,7 @@ class Guard(Strict):
     drift_factor: Annotated[float, Field(gt=1)] = 30.0
     drift_window: PositiveInt = 2000
     settled_factor: Annotated[float, Field(gt=1)] = 10.0
+    gap_floor: PositiveFloat = 1.0
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     snapshot_every: PositiveInt = 200
     max_rollbacks: PositiveInt = 20

@@ -176,10 +176,10 @@ class Watch:
         if self.gap is not None:
             self.history = [h for h in self.history if step - window <= h[0] < step] + [[step, self.gap]]
 
-    def drift(self, factor: float) -> str:
+    def drift(self, factor: float, floor: float) -> str:
         """As a reason, that the running gap exceeds `factor` x its lowest value at the recorded snapshots
-        (floored at 1); "" if it does not."""
-        low = max(min((h[1] for h in self.history), default=float("inf")), 1.0)
+        (floored at `floor`); "" if it does not."""
+        low = max(min((h[1] for h in self.history), default=float("inf")), floor)
         if self.gap is not None and self.gap > factor * low:
             return f"energy drift: the running data/sample energy gap {self.gap:.3g} is {self.gap / low:.0f}x its lowest recent level"
         return ""
@@ -320,7 +320,7 @@ class Trainer:
         """Why the current state, though it passed the guard, is no good state to keep: its data/sample gap
         beyond guard.settled_factor x its lowest recent level, on its way to the drift limit ("" if settled)."""
         g = self.preset.guard
-        return self.watch.drift(g.settled_factor) if self.step >= g.spike_after else ""
+        return self.watch.drift(g.settled_factor, g.gap_floor) if self.step >= g.spike_after else ""
 
     def _drop_pending(self) -> None:
         """The state awaiting its check is unsettled: it replaces neither the snapshot nor the run's files."""
@@ -406,7 +406,7 @@ class Trainer:
         on, an |energy*| metric above spike_factor x its own running mean at the last snapshot (a sudden
         blow-up; a metric new since that snapshot has no reference yet), and the running data/sample energy
         gap above drift_factor x its lowest value at the snapshots of the last drift_window steps (a slow
-        drift; see Watch). References are floored at 1."""
+        drift; see Watch). Energy references are floored at 1, the gap's at guard.gap_floor."""
         g, w = self.preset.guard, self.watch
         vals = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one sync per step
         levels = {k: abs(v) for k, v in vals.items() if k.startswith("energy")}
@@ -421,7 +421,7 @@ class Trainer:
             reason = f"|energy| {top:.3g} above guard.max_abs_energy"
         elif relative and spikes and (worst := max(spikes))[0] > g.spike_factor:
             reason = f"|{worst[1]}| {worst[2]:.3g} is {worst[0]:.0f}x its running mean at the last snapshot"
-        elif relative and (drift := w.drift(g.drift_factor)):
+        elif relative and (drift := w.drift(g.drift_factor, g.gap_floor)):
             reason = drift
         bad = torch.tensor(float(bool(reason)))
         if self.ranks.world > 1:  # every rank takes the same decision

@@ -199,7 +199,7 @@ def test_guard_catches_a_gradual_runaway(tmp_path, monkeypatch):
     assert trainer.step == 60
 
 
-DRIFT = ["guard.snapshot_every=10", "guard.spike_after=0", "guard.drift_window=200"]
+DRIFT = ["guard.snapshot_every=10", "guard.spike_after=0", "guard.drift_window=200", "guard.gap_floor=1.0"]
 
 
 @pytest.mark.parametrize("kind", ["drift", "blow-up"])
@@ -236,12 +236,12 @@ def test_guard_stops_a_run_it_cannot_recover(tmp_path, monkeypatch, kind):
     assert not list(tmp_path.glob(".*.tmp*"))  # no staged file left behind
 
 
-def gap_bump(start: int, end: int, size: float = 100.0):
+def gap_bump(start: int, end: int, size: float = 100.0, base: float = 0.0):
     """A train_step alteration: energies at a level of 1000 (so that the bump is no spike), the samples'
-    `size` above the data's from step `start` to `end`."""
+    `size` above the data's from step `start` to `end`, `base` above at other steps."""
 
     def alter(trainer, losses, metrics):
-        gap = size if start <= trainer.step < end else 0.0
+        gap = size if start <= trainer.step < end else base
         return losses, {**metrics, "energy_data": metrics["energy_data"] * 0 + 1e3,
                         "energy_sample": metrics["energy_sample"] * 0 + 1e3 + gap}
 
@@ -273,6 +273,21 @@ def test_guard_never_ends_on_an_unsettled_state(tmp_path, monkeypatch):
     guard = events_of(tmp_path, "guard")
     assert len(guard) == 7 and all(e["step"] == 250 and e["restored"] == 230 for e in guard)
     assert int(model_meta(tmp_path)["step"]) == 230 == events_of(tmp_path, "guard_failed")[0]["model_step"]
+
+
+@pytest.mark.parametrize("floor", [1.0, 0.01])
+def test_guard_measures_a_small_gap_against_its_floor(tmp_path, monkeypatch, floor):
+    """A gap of 0.002 (as a sound CDRL run's) that jumps to 0.5 at step 40: 250x, but half the default floor
+    of 1, so no drift; with guard.gap_floor = 0.01 it is 50x the floor, and the guard rolls back."""
+    trainer = altered_trainer(tmp_path, monkeypatch, ["train.iterations=120", "train.ckpt_every=100", *DRIFT,
+                                                      f"guard.gap_floor={floor}"], gap_bump(40, 10**9, 0.5, 0.002))
+    if floor == 1.0:
+        trainer.run()
+        assert events_of(tmp_path, "guard") == []
+    else:
+        with pytest.raises(EbmkitError, match="could not recover"):
+            trainer.run()
+        assert all("data/sample energy gap" in e["reason"] for e in events_of(tmp_path, "guard"))
 
 
 def test_guard_lets_the_energy_offset_wander(tmp_path, monkeypatch):
