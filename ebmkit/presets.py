@@ -145,9 +145,9 @@ class Guard(Strict):
     `gap_floor` (set it a few times above a recipe's healthy gap: below, noise counts as drift; far above,
     a gap many times the healthy one passes). Each restores the last good state and multiplies the
     learning rates by `lr_factor`; after `max_rollbacks`, or below `min_lr_scale`, the run stops (exit 1)
-    with that state as its model. A state is good (a snapshot to restore, a checkpoint, the
-    model) only while that gap stays within `settled_factor` x its lowest recent value: a drifting state is
-    never kept, even before it reaches the drift limit; the run's final state must be settled too."""
+    with that state as its model. A state is good (a snapshot to restore, a checkpoint, the model) only
+    while that gap stays within `settled_factor` x its lowest recent value: a drifting state is never
+    kept, even before it reaches the drift limit, and the run's final state must be settled too."""
 
     enabled: bool = True
     max_abs_energy: PositiveFloat = 1e6
