@@ -1,3 +1,23 @@
-from ebmkit.cli import main
+"""The `ebmkit` command (and `python -m ebmkit`). Signals are set up before anything is imported, so
+that Ctrl-C or SIGTERM at any moment ends with "error: interrupted" and exit code 130."""
 
-main()
+import signal
+import sys
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: its own clean-up, then exit 130
+
+
+def run() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        from ebmkit.cli import main
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    main()
+
+
+if __name__ == "__main__":
+    run()

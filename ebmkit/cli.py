@@ -132,10 +132,8 @@ def sample(
 
     Point models write their samples in the training data's own units: .npz (array `samples`), .csv, or
     for 2-D a scatter .png (with the per-level picture of Fig. 5.5 beside it, in model space)."""
-    import numpy as np
     import torch
 
-    from ebmkit import viz
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
@@ -172,19 +170,10 @@ def sample(
         x = method.sample(num, gen, batch_size=batch_size, steps=steps, use_ema=ema, labels=labels,
                           guidance=guidance or 0.0, progress=lambda n: bar.advance(task, n))
     seconds = time.time() - tic
-    written = []
-    if out_path is not None and is_points:  # in the data's own units
+    if is_points:  # in the data's own units
         written = _write_points(method, x, out_path, lambda path: _levels_figure(method, path, seed, dev, steps, ema))
-    elif out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        if out_path.suffix == ".npz":
-            np.savez(out_path, samples=x.numpy())
-        else:
-            viz.save_grid(x, out_path, nrow)
-        written.insert(0, str(out_path))
-    if out_dir is not None:
-        viz.save_images(x, out_dir)
-        written.append(str(out_dir))
+    else:
+        written = _write_images(x, out_path, out_dir, nrow)
     report = {"model": str(model), "step": step, "num": num, **guided, "seconds": round(seconds, 3), "written": written}
     if as_json:
         print(json.dumps(report))
@@ -509,6 +498,7 @@ def novel_view(
             posed = _posed_set(method, data)
             result = novel_view_psnr(method, posed, shots, objects, steps, gen, advance)
             rows = torch.cat([result["images"][:, :shots], result["rendered"][:, shots:], result["images"][:, shots:]], 1)
+            _check_finite(rows)
             out_dir.mkdir(parents=True, exist_ok=True)
             viz.save_grid(2 * rows[:8].flatten(0, 1) - 1, out_dir / "novel_views.png", rows.shape[1])
             report.update({k: v for k, v in result.items() if k not in ("rendered", "images")})
@@ -557,6 +547,7 @@ def novel_view(
                     report["model_frame_poses_deg"] = target_poses.rad2deg().tolist()
             rendered, inv_depth = method.render_images(z, target_poses[None].to(dev))
             rendered, inv_depth = rendered[0].cpu(), inv_depth[0].cpu()
+            _check_finite(rendered)
             viz.save_images(2 * rendered - 1, out_dir)
             viz.save_grid(2 * rendered - 1, out_dir / "views.png", len(rendered))
             report["written"] = [str(out_dir)]
@@ -596,11 +587,22 @@ def _check_points_output(method, out_path: Optional[Path], out_dir: Optional[Pat
                           f"(write .npz or .csv)")
 
 
+def _check_finite(x) -> None:
+    """Outputs are finite or not written: a NaN sample is a failure, never a result."""
+    import torch
+
+    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+    if bad:
+        raise EbmkitError(f"{bad} of {len(x)} outputs hold NaN or inf values; nothing written "
+                          f"(the model or the sampler diverged: try fewer --steps, or another model file)", 1)
+
+
 def _write_points(method, x, out_path: Path, levels_figure) -> list[str]:
     """Samples in the data's units: .npz / .csv, or a 2-D scatter with `levels_figure(path)` beside it."""
     from ebmkit import viz
     from ebmkit.data.points import write_points
 
+    _check_finite(x)
     x = method.units.to_data(x)
     if out_path.suffix != ".png":
         write_points(x, out_path)
@@ -617,6 +619,7 @@ def _write_images(x, out_path: Optional[Path], out_dir: Optional[Path], nrow: in
 
     from ebmkit import viz
 
+    _check_finite(x if npz is None else npz)
     written = []
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -981,11 +984,16 @@ def eval_auroc(
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="ebmkit", standalone_mode=False)
+        code = command.main(args=argv, prog_name="ebmkit", standalone_mode=False)
+        # Without standalone mode, typer returns the code of an Exit instead of exiting; Ctrl-C is Exit(130).
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            raise Exit(code)
     except EbmkitError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except Exit as e:
+        if e.exit_code == 130:
+            err.print("error: interrupted", markup=False)
         sys.exit(e.exit_code)
     except TyperException as e:  # usage errors: unknown option, missing or malformed value
         err.print(f"error: {e.format_message()} (see --help)", markup=False, highlight=False, soft_wrap=True)

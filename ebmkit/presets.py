@@ -19,16 +19,17 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Unit = Annotated[float, Field(ge=0, le=1)]
+Rate = Annotated[float, Field(gt=0, le=1)]  # an Adam learning rate
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf or NaN anywhere in a preset
 
 
 # ---------------------------------------------------------------------------- shared sections
 class DataConfig(Strict):
     name: str                             # built-in set or local format, see ebmkit.data
-    path: str | None = None               # where local data sets live; the file of "points"
+    path: str | None = None                        # where local data sets live; the file of "points"
     image_size: PositiveInt | None = None
     hflip: bool = False                   # random horizontal flips of training images
     num_points: PositiveInt = 50_000      # size of the fixed draw for 2-D sets
@@ -66,7 +67,7 @@ class Conditioning(Strict):
     label_dropout: Unit = 0.1                       # null-class rate for classifier-free guidance
     classifier_loss: NonNegativeFloat = 0.0         # weight of the EBM-as-classifier cross-entropy (ours, not
                                                     # the thesis's; CDRL.label_candidates); 0: off
-    conditional_init: bool | None = None            # label the initializer too; unset: only for "class" (sec. 5.4.6)
+    conditional_init: bool | None = None                     # label the initializer too; unset: only for "class" (sec. 5.4.6)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -237,15 +238,15 @@ class CDRLSampler(Strict):
     noise_weight: Annotated[float, Field(ge=0)] = 1.0
     tweedie_coef: Annotated[float, Field(ge=0)] = 2.0   # gradient factor of the final Eq. 5.16 step; 0 skips it
     init_noise: bool = True                        # initializer proposals carry sigma-tilde noise (Eq. 5.4)
-    envelope: PositiveFloat | None = None          # k: keep x_t within +-(abar_t + k sbar_t), where noised data
+    envelope: PositiveFloat | None = None                   # k: keep x_t within +-(abar_t + k sbar_t), where noised data
                                                    # in [-1, 1] lies (a guard; unset in the thesis settings)
 
 
 class CDRLTrain(Strict):
     batch_size: PositiveInt                        # global, split over ranks
     iterations: PositiveInt
-    lr: PositiveFloat = 1e-4                       # eta_theta (sec. 5.4.8.2)
-    init_lr: PositiveFloat = 1e-5                  # eta_phi
+    lr: Rate = 1e-4                                # eta_theta (sec. 5.4.8.2)
+    init_lr: Rate = 1e-5                           # eta_phi
     warmup: Annotated[int, Field(ge=0)] = 10_000   # Eq. 5.13
     init_warmup_lead: Annotated[int, Field(ge=0)] = 500   # the initializer starts 500 iterations earlier
     # Regression target of the initializer: "revised" = y-tilde (Eq. 5.6); "displacement" = y-tilde minus
@@ -340,10 +341,10 @@ class CoopFlowLangevin(Strict):
     step_size: PositiveFloat = 0.03                # delta in training (Table 4.4)
     step_size_test: PositiveFloat = 0.04           # delta when sampling (Table 4.4, sec. 4.5.3: about 4/3 of it)
     noise: bool = False                            # sec. 4.5.2 removes the noise term in training
-    noise_decay_K: PositiveInt | None = None       # Eq. 4.14: noise weight max(1 - epoch / K, 0)^20 (sec. 4.9)
+    noise_decay_K: PositiveInt | None = None                # Eq. 4.14: noise weight max(1 - epoch / K, 0)^20 (sec. 4.9)
     noise_test: bool = False                       # sec. 4.9: no noise when sampling
     drift_clamp: PositiveFloat = 0.1               # c (implementation notes)
-    clamp: tuple[float, float] | None = None       # [-1, 1] for images; unset (no clamp) for points
+    clamp: tuple[float, float] | None = None                # [-1, 1] for images; unset (no clamp) for points
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -362,15 +363,15 @@ class CoopFlowTrain(Strict):
     iterations: PositiveInt                        # all phases together
     pretrain_iterations: NonNegativeInt = 0        # flow MLE on data first (CoopFlow(Pre), sec. 4.5.2)
     warmup_iterations: NonNegativeInt = 0          # then the EBM alone, the flow frozen (sec. 4.5.2)
-    flow_from: str | None = None                   # a model file (e.g. a mode "flow" run) whose flow starts this run
-    lr_ebm: PositiveFloat = 1e-4                   # eta_theta (sec. 4.5.2)
-    lr_flow: PositiveFloat = 1e-4                  # eta_alpha
-    lr_flow_pretrain: PositiveFloat | None = None  # the flow's rate in the pretrain_iterations; unset: lr_flow
+    flow_from: str | None = None                            # a model file (e.g. a mode "flow" run) whose flow starts this run
+    lr_ebm: Rate = 1e-4                            # eta_theta (sec. 4.5.2)
+    lr_flow: Rate = 1e-4                           # eta_alpha
+    lr_flow_pretrain: Rate | None = None           # the flow's rate in the pretrain_iterations; unset: lr_flow
     betas_ebm: tuple[Unit, Unit] = (0.5, 0.5)
     betas_flow: tuple[Unit, Unit] = (0.9, 0.999)
     flow_warmup: NonNegativeInt = 200              # linear lr warm-up of the flow (implementation notes)
     grad_clip: PositiveFloat = 1.0                 # the flow's gradient-norm clip (implementation notes)
-    grad_clip_ebm: PositiveFloat | None = None     # unset: the EBM is not clipped (authors' CIFAR-10 code)
+    grad_clip_ebm: PositiveFloat | None = None              # unset: the EBM is not clipped (authors' CIFAR-10 code)
     ema: Unit = 0.0                                # 0: the EMA copy is the network (the thesis averages nothing)
     seed: int = 0
     log_every: PositiveInt = 100
@@ -419,8 +420,8 @@ class CoopFlowPreset(Strict):
 
 # ---------------------------------------------------------------------------- NeRF-LEBM (ch. 3)
 class SceneData(DataConfig):
-    views: PositiveInt | None = None      # images per object (sec. 3.5.1: 1 for Carla, 50 for ShapeNet); unset: the set's default
-    num_objects: PositiveInt | None = None  # training objects (unset: the set's default)
+    views: PositiveInt | None = None               # images per object (sec. 3.5.1: 1 for Carla, 50 for ShapeNet); unset: the set's default
+    num_objects: PositiveInt | None = None           # training objects (unset: the set's default)
     masked: bool = False                  # incomplete observations: a hidden region per image (sec. 3.5.7)
     distinct_ends: bool = False           # procedural cars whose front and back a view tells apart (unknown poses)
 
@@ -502,10 +503,10 @@ class NeRFTrain(Strict):
     batch_size: PositiveInt                     # objects per iteration (Table 3.3)
     views: PositiveInt = 1                      # views of each object per iteration, sharing its latents (Table 3.3)
     iterations: PositiveInt
-    lr_gen: PositiveFloat = 1e-4                # eta_theta (Table 3.3)
-    lr_prior: PositiveFloat = 2e-5              # eta_alpha
-    lr_encoder: PositiveFloat = 3e-5            # eta_phi: feature extractor and pose head (sec. 3.5.2.3)
-    lr_heads: PositiveFloat = 5e-6              # the z_a and z_s heads (sec. 3.5.2.3)
+    lr_gen: Rate = 1e-4                         # eta_theta (Table 3.3)
+    lr_prior: Rate = 2e-5                       # eta_alpha
+    lr_encoder: Rate = 3e-5                     # eta_phi: feature extractor and pose head (sec. 3.5.2.3)
+    lr_heads: Rate = 5e-6                       # the z_a and z_s heads (sec. 3.5.2.3)
     betas: tuple[Unit, Unit] = (0.9, 0.999)     # sec. 3.5.3
     prior_start: NonNegativeInt = 0             # EBM priors update from this iteration on (authors: 2000)
     ramp: NonNegativeInt = 0                    # K+ and K- grow linearly from 0 over this many iterations after prior_start

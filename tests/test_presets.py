@@ -113,3 +113,17 @@ def test_unknown_preset_and_method(tmp_path):
     f.write_text("method = [\n")
     with pytest.raises(EbmkitError, match="cannot parse preset file"):
         load_preset(str(f))
+
+
+@pytest.mark.parametrize("override", ["train.lr=inf", "train.init_lr=nan", "sampler.step_coef=inf",
+                                      "diffusion.logsnr_max=inf", "guard.drift_factor=inf", "guard.gap_floor=nan"])
+def test_presets_hold_only_finite_numbers(override):
+    with pytest.raises(EbmkitError, match=rf"{override.split('=')[0]}: Input should be a finite number"):
+        load_preset("cdrl-points", [override])
+
+
+def test_learning_rates_are_at_most_one():  # 1e38 overflowed inside Adam as an internal error
+    for preset, key in [("cdrl-points", "train.init_lr"), ("coopflow-points", "train.lr_flow_pretrain"),
+                        ("nerf-lebm-scenes", "train.lr_heads")]:
+        with pytest.raises(EbmkitError, match=rf"{key}: Input should be less than or equal to 1"):
+            load_preset(preset, [f"{key}=1e38"])

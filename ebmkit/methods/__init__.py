@@ -36,6 +36,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     """A method with every network (and EMA copy) restored from a model file, and its step; the
     environment's EBMKIT_SPEED adjusts how it samples (presets.speed_overrides)."""
     tensors, meta = checkpoint.read_safetensors(path)
+    broken = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise EbmkitError(f"{path}: tensor '{broken}' holds NaN or inf values; the model file is broken")
     name = meta.get("method")
     if name not in METHODS or (supported is not None and name not in supported):
         ok = ", ".join(supported or METHODS)
