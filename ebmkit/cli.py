@@ -25,8 +25,8 @@ presets_app = typer.Typer(no_args_is_help=True, help="List and inspect presets."
 app.add_typer(presets_app, name="presets")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure sample quality.")
 app.add_typer(eval_app, name="eval")
-out = Console(soft_wrap=True)  # long result lines stay whole in logs and pipes
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, emoji=False)  # long result lines stay whole in logs and pipes
+err = Console(stderr=True, soft_wrap=True, emoji=False)  # ":x" in a message stays ":x"
 
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a preset field, e.g. --set train.lr=2e-4 (repeatable).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]

@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import time
@@ -60,10 +61,14 @@ class Ranks:
 
 def setup_ranks(device: str = "auto") -> Ranks:
     """One process, or one rank of a torchrun launch (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise EbmkitError(f"--device {device}: use auto, cpu, cuda or cuda:N")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EbmkitError(f"--device {device}: no CUDA device is available")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise EbmkitError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Ranks(device=torch.device(device))

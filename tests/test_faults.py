@@ -73,3 +73,9 @@ def test_non_finite_samples_are_never_written(points_model, tmp_path, monkeypatc
         with pytest.raises(SystemExit) as stop:
             main(["sample", "--model", str(points_model), "--num", "10", "--out", str(tmp_path / out)])
         assert stop.value.code == 1 and not (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", "cpu:0"])
+def test_a_bad_device_is_bad_input(points_model, tmp_path, device):
+    proc = ebmkit("sample", "--model", points_model, "--out", tmp_path / "s.npz", "--device", device)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --device {device}: use auto, cpu, cuda or cuda:N"
