@@ -5,6 +5,7 @@ Errors are one line on stderr: exit 2 for bad usage or input, 1 for failures at 
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -40,6 +41,22 @@ InferLrOpt = Annotated[float, typer.Option(min=0, help="CoopFlow: gradient-desce
 NoLangevinOpt = Annotated[bool, typer.Option("--no-langevin", help="Sample with the initializer alone (Fig. 5.9 a).")]
 
 
+def _finite_json(v):
+    """v with every NaN or infinite float as None: JSON has no Infinity (an identical image pair's PSNR)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_json(u) for k, u in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_json(u) for u in v]
+    return v
+
+
+def _print_json(report) -> None:
+    """A command's --json result: one line of strict JSON on stdout."""
+    print(json.dumps(_finite_json(report), allow_nan=False))
+
+
 def _steps(steps, no_langevin: bool):
     if no_langevin and steps not in (None, 0):
         raise EbmkitError("--no-langevin and --steps contradict each other")
@@ -54,7 +71,7 @@ def presets_list(as_json: JsonOpt = False):
 
     items = list_presets()
     if as_json:
-        print(json.dumps([{"name": n, "description": d} for n, d in items]))
+        _print_json([{"name": n, "description": d} for n, d in items])
         return
     table = Table("preset", "description", box=None)
     for name, desc in items:
@@ -176,7 +193,7 @@ def sample(
         written = _write_images(x, out_path, out_dir, nrow)
     report = {"model": str(model), "step": step, "num": num, **guided, "seconds": round(seconds, 3), "written": written}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         err.print(f"{num} samples in {seconds:.1f} s -> {', '.join(written)}")
 
@@ -184,8 +201,6 @@ def sample(
 def _sample_scenes(method, model: Path, step: int, num: int, out_path, out_dir, seed: int, grid, depth: bool,
                    ema: bool, as_json: bool) -> None:
     """`sample` for NeRF-LEBM: random objects at random poses, or the grids of Fig. 3.4, with depth maps."""
-    import math
-
     import torch
 
     from ebmkit import viz
@@ -205,7 +220,7 @@ def _sample_scenes(method, model: Path, step: int, num: int, out_path, out_dir, 
         written.append(str(depth_path))
     report = {"model": str(model), "step": step, "num": len(x), "grid": grid, "seconds": round(time.time() - tic, 3),
               "written": written}
-    print(json.dumps(report)) if as_json else err.print(f"{len(x)} images in {report['seconds']:.1f} s -> {', '.join(written)}")
+    _print_json(report) if as_json else err.print(f"{len(x)} images in {report['seconds']:.1f} s -> {', '.join(written)}")
 
 
 def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
@@ -260,7 +275,7 @@ def compose(
     written = _write_images(x, out_path, out_dir)
     report = {"model": str(model), "step": step, "attributes": {cond.attributes[j]: cond.values[j][v] for j, v in wanted.items()},
               "guidance": guidance, "num": num, "written": written}
-    print(json.dumps(report)) if as_json else err.print(f"{num} composed samples -> {', '.join(written)}")
+    _print_json(report) if as_json else err.print(f"{num} composed samples -> {', '.join(written)}")
 
 
 # ---------------------------------------------------------------------------- inpaint
@@ -327,7 +342,7 @@ def inpaint(
     report = {"model": str(model), "step": step, "images": len(x), "completions": num,
               "observed_fraction": float(m.mean()), "observed_mse": observed_mse, "written": written}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         err.print(f"{len(x)} images x {num} completions -> {', '.join(written)} "
                   f"(MSE on observed pixels before pasting them back: {observed_mse:.2e})")
@@ -395,7 +410,7 @@ def reconstruct(
               "infer_steps": infer_steps, "mse": mse_curve[-1], "mse_start": mse_curve[0],
               "seconds": round(seconds, 3), "written": written}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         out.print(f"MSE per pixel {mse_curve[-1]:.5f} (start {mse_curve[0]:.5f}) over {len(x)} images, "
                   f"{infer_steps} steps, {seconds:.1f} s -> {', '.join(written)}")
@@ -437,7 +452,7 @@ def interpolate(
     written = _write_images(row, out_path, out_dir, nrow=len(row))
     report = {"model": str(model), "step": step, "steps": steps, "mse_ends": done.curve[:, -1].tolist(),
               "written": written}
-    print(json.dumps(report)) if as_json else err.print(f"{steps + 1} interpolated images -> {', '.join(written)}")
+    _print_json(report) if as_json else err.print(f"{steps + 1} interpolated images -> {', '.join(written)}")
 
 
 # ---------------------------------------------------------------------------- novel-view
@@ -473,8 +488,6 @@ def novel_view(
     """Infer an unseen object's latents from one or more posed views and render new views (sec. 3.5.6).
     A model trained without poses renders in its own frame, fitted to the given views' true poses where
     known; without them, the turntable starts at the first view's inferred pose."""
-    import math
-
     import torch
 
     from ebmkit import viz
@@ -554,7 +567,7 @@ def novel_view(
             if truth is not None:
                 report["psnr"] = float(psnr(rendered, truth, peak=1.0).mean())
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         scores = f", PSNR {report['psnr']:.2f} dB" if "psnr" in report else ""
         err.print(f"novel views -> {', '.join(report['written'])}{scores}")
@@ -684,7 +697,7 @@ def ood_score(
             s_in, s_out = scores(in_data, bar), scores(out_data, bar)
     if data is not None:
         if as_json:
-            print(json.dumps({"model": str(model), "data": data, "scores": values}))
+            _print_json({"model": str(model), "data": data, "scores": values})
         elif csv:
             print("index,score")
             print("\n".join(f"{i},{v:.6g}" for i, v in enumerate(values)))
@@ -698,7 +711,7 @@ def ood_score(
               "num_in": len(s_in), "num_out": len(s_out),
               "mean_score_in": sum(s_in) / len(s_in), "mean_score_out": sum(s_out) / len(s_out)}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     elif csv:
         print("set,index,score")
         print("\n".join([f"in,{i},{v:.6g}" for i, v in enumerate(s_in)] + [f"out,{i},{v:.6g}" for i, v in enumerate(s_out)]))
@@ -733,7 +746,7 @@ def eval_mmd(
     if not report["finite"]:
         raise EbmkitError(f"{model} draws non-finite samples (NaN or inf): the model is broken", exit_code=1)
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
         return
     out.print(f"{report['num']} samples against {report['reference']}, mean of {repeats} comparisons "
               f"(ratios {', '.join(f'{r:.2f}' for r in report['ratio_each'])})")
@@ -799,7 +812,7 @@ def eval_fid(
         report = fid.fid_report(space, images, ref_stats, batch_size, lambda n: bar.advance(task, n))
     report = {"model" if model else "samples": str(model or samples), **report}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
         return
     out.print(f"{report['metric']}: [bold]{report['fid']:.3f}[/bold]  ({report['num']} samples vs {report['ref']}, "
               f"{report['ref_num']} images)")
@@ -864,7 +877,7 @@ def eval_guidance_sweep(
     report = {"model": str(model), "step": step, "metric": space.label, "ref": ref_stats.source, "rows": rows,
               "written": [str(out_path)] if out_path else []}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
         return
     table = Table("w", space.label.split(" (")[0], *(["accuracy"] if "accuracy" in rows[0] else []), box=None)
     for r in rows:
@@ -902,7 +915,7 @@ def eval_fid_stats(
     fid.save_stats(stats, out_path)
     report = {"out": str(out_path), "features": stats.features, "num": stats.num, "source": stats.source}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         err.print(f"{stats.features} statistics of {stats.num} images of {stats.source} -> {out_path}")
 
@@ -913,7 +926,7 @@ def eval_psnr(
     b: Annotated[Path, typer.Option(help="The images to compare with, in the same order (sorted file names).")],
     as_json: JsonOpt = False,
 ):
-    """PSNR (dB, peak 255) of image pairs: one per pair and their mean."""
+    """PSNR (dB, peak 255) of image pairs: one per pair and their mean (identical pairs: infinite; null in --json)."""
     from ebmkit.data.files import read_images
     from ebmkit.metrics.psnr import psnr
 
@@ -923,9 +936,10 @@ def eval_psnr(
     if x.shape[1] != y.shape[1]:  # a grey set saved as PNG reads back as RGB
         x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
     values = psnr(x, y).tolist()
-    report = {"psnr_mean": sum(values) / len(values), "num": len(values), "psnr": values}
+    report = {"psnr_mean": sum(values) / len(values), "num": len(values), "psnr": values,
+              "identical": sum(v == math.inf for v in values)}  # infinite PSNR: null in --json
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         out.print(f"PSNR {report['psnr_mean']:.2f} dB (mean of {len(values)} pairs)")
 
@@ -953,7 +967,7 @@ def eval_poses(
     report = {"model": str(model), "step": step, "data": data,
               **pose_report(method.infer_poses(posed.x[:n].float() / 255), posed.poses[:n].float())}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
         return
     raw, al, a = report["azimuth_error_deg"], report["aligned_azimuth_error_deg"], report["alignment"]
     out.print(f"azimuth error over {n} images: mean {raw['mean']:.1f} deg, median {raw['median']:.1f} (chance: mean 90); "
@@ -975,7 +989,7 @@ def eval_auroc(
     a, b = read_scores(in_scores), read_scores(out_scores)
     report = {"auroc": auroc(a, b), "num_in": len(a), "num_out": len(b)}
     if as_json:
-        print(json.dumps(report))
+        _print_json(report)
     else:
         out.print(f"AUROC {report['auroc']:.4f} ({len(a)} in-distribution, {len(b)} out-of-distribution)")
 

@@ -64,6 +64,11 @@ def test_psnr_of_known_pairs(tmp_path):
     np.savez(tmp_path / "b.npz", images=b.numpy())                      # NCHW uint8
     report = run_json("eval", "psnr", "--a", tmp_path / "a.npz", "--b", tmp_path / "b.npz")
     assert report["psnr"] == pytest.approx([20 * math.log10(255), 10 * math.log10(255**2 / 50)], rel=1e-12)
+    np.savez(tmp_path / "c.npz", images=torch.cat([b[:1], a[1:]]).numpy())  # the second pair identical
+    proc = ebmkit("eval", "psnr", "--a", tmp_path / "a.npz", "--b", tmp_path / "c.npz", "--json", check=True)
+    report = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert report["psnr"] == [pytest.approx(20 * math.log10(255), rel=1e-12), None]
+    assert (report["psnr_mean"], report["identical"]) == (None, 1)
 
 
 def test_auroc_of_known_scores(tmp_path):
