@@ -11,6 +11,7 @@ def _terminated(signum, frame):
 
 def run() -> None:
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit fails the write (EFBIG), reported as disk full
     try:
         from ebmkit.cli import main
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ resume needs (optimisers, schedules, RNG and data order) as tensors plus a JSON 
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from ebmkit import __version__
 from ebmkit.errors import EbmkitError
 
 FORMAT = "ebmkit-1"
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # reading the process's umask means setting it: put it back
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | Path,
@@ -28,9 +31,17 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~UMASK)  # safetensors creates files readable by their owner only
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        code = re.search(r"os error (\d+)", str(e))  # safetensors reports a failed write as text
+        if code and not isinstance(e, OSError):
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+        raise
     if not commit:
         return tmp
     os.replace(tmp, path)
@@ -39,18 +50,27 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
 
 def read_safetensors(path: str | Path, what: str = "model file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors and the metadata of an ebmkit safetensors file, or a one-line EbmkitError."""
-    path = Path(path)
-    if not path.is_file():
+    metadata = read_metadata(path, what)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for corrupt or truncated files
+        raise EbmkitError(f"{what} {path} is not a readable safetensors file (corrupt or truncated?): {e}") from None
+    return tensors, metadata
+
+
+def read_metadata(path: str | Path, what: str = "model file") -> dict[str, str]:
+    """The metadata of an ebmkit safetensors file, without reading its tensors."""
+    if not Path(path).is_file():
         raise EbmkitError(f"{what} {path} not found")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises several types for corrupt or truncated files
+    except Exception as e:
         raise EbmkitError(f"{what} {path} is not a readable safetensors file (corrupt or truncated?): {e}") from None
     if metadata.get("format") != FORMAT:
         raise EbmkitError(f"{path} is not an ebmkit {what} (no '{FORMAT}' metadata)")
-    return tensors, metadata
+    return metadata
 
 
 # ---------------------------------------------------------------------------- model files

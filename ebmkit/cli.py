@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ebmkit import inputs
 from ebmkit.errors import EbmkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -102,8 +103,14 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ):
     """Train a model. Multi-GPU/multi-node: `torchrun --nproc_per_node N -m ebmkit train ...`."""
+    if data is not None:
+        inputs.data_source(data, "--data", ())
+    if resume is not None and not resume.is_dir():
+        raise EbmkitError(f"cannot resume: {resume} is not a run directory")
+    inputs.output_dir(run_dir, "--run-dir")
+    inputs.device(device)
+
     from ebmkit.presets import load_preset, with_data
-    from ebmkit.train import train as run_training
 
     if eval_every is not None:
         overrides = [*overrides, f"train.eval_every={eval_every}"]
@@ -121,6 +128,8 @@ def train(
         directory = run_dir or Path("runs") / cfg.name
     if data is not None:
         cfg = with_data(cfg, data)
+    from ebmkit.train import train as run_training
+
     model = run_training(cfg, directory, resume=resume is not None, overwrite=overwrite, device=device, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         err.print(f"model written to {model}")
@@ -149,13 +158,15 @@ def sample(
 
     Point models write their samples in the training data's own units: .npz (array `samples`), .csv, or
     for 2-D a scatter .png (with the per-level picture of Fig. 5.5 beside it, in model space)."""
+    inputs.existing_file(model, "--model")
+    _check_outputs(out_path, out_dir, (".png", ".npz", ".csv"))
+    inputs.device(device)
+
     import torch
 
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    if out_path is None and out_dir is None:
-        raise EbmkitError("give --out FILE (.png, .npz; .csv for point models) and/or --out-dir DIR")
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, command="sample")
     is_points = len(method.shape) == 1
@@ -224,16 +235,19 @@ def _sample_scenes(method, model: Path, step: int, num: int, out_path, out_dir, 
 
 
 def _levels_figure(method, path: Path, seed: int, device, steps, ema) -> None:
-    """Fig. 5.5 for a 2-D model, in its model space: data, learned density and samples at every noise level."""
+    """Fig. 5.5 for a 2-D model, in its model space: data, learned density and samples at every noise level.
+    A model trained on a file shows no data row: `sample` reads no file that the model's metadata names."""
     import torch
 
     from ebmkit import viz
     from ebmkit.metrics.points import reference_points
 
-    data = method.units.to_model(reference_points(method, 1000, method.preset.train.seed)[0][:2000])
+    data = None
+    if method.preset.data.name != "points":  # a built-in set: a fresh draw
+        data = method.units.to_model(reference_points(method, 1000, method.preset.train.seed)[0][:2000]).to(device)
     gen = torch.Generator(device).manual_seed(seed)
     levels = method.sample_levels(2000, gen, steps=steps, use_ema=ema)
-    viz.levels_figure_2d(method, data.to(device), levels, path, gen)
+    viz.levels_figure_2d(method, data, levels, path, gen)
 
 
 # ---------------------------------------------------------------------------- compose
@@ -252,12 +266,15 @@ def compose(
     as_json: JsonOpt = False,
 ):
     """Compositional generation (sec. 5.3.6): samples carrying every requested attribute value."""
+    inputs.existing_file(model, "--model")
+    _check_outputs(out_path, out_dir)
+    inputs.device(device)
+
     import torch
 
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    _check_outputs(out_path, out_dir)
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, supported=("cdrl",), command="compose")
     cond = method.preset.conditioning
@@ -300,6 +317,14 @@ def inpaint(
 ):
     """Fill the masked part of images. CDRL (sec. 5.4.7): observed pixels kept exactly; CoopFlow (sec. 4.4.3):
     the Langevin start fitted to the observed pixels, one completion per flow initialisation."""
+    inputs.existing_file(model, "--model")
+    inputs.data_source(image, "--image")
+    inputs.existing_file(mask, "--mask")
+    _check_outputs(out_path, out_dir)
+    if (mask is not None) + (box is not None) + irregular != 1:
+        raise EbmkitError("give exactly one of --mask PNG, --box x,y,w,h and --irregular")
+    inputs.device(device)
+
     import torch
 
     from ebmkit.data.masks import box_mask, irregular_mask, read_mask
@@ -307,9 +332,6 @@ def inpaint(
     from ebmkit.methods.cdrl import keep_observed
     from ebmkit.train import setup_ranks
 
-    _check_outputs(out_path, out_dir)
-    if (mask is not None) + (box is not None) + irregular != 1:
-        raise EbmkitError("give exactly one of --mask PNG, --box x,y,w,h and --irregular")
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, supported=("cdrl", "coopflow"), command="inpaint")
     x = _image_inputs(method, model, image, limit, dev)
@@ -376,13 +398,18 @@ def reconstruct(
     as_json: JsonOpt = False,
 ):
     """Reconstruct images with a CoopFlow model (sec. 4.4.3) and print the per-pixel MSE (Table 4.2)."""
+    inputs.existing_file(model, "--model")
+    inputs.data_source(images, "--images")
+    _check_outputs(out_path, out_dir)
+    inputs.output_file(curve, "--curve", (".png", ".json"))
+    inputs.device(device)
+
     import torch
 
     from ebmkit import viz
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    _check_outputs(out_path, out_dir)
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, supported=("coopflow",), command="reconstruct")
     x = _image_inputs(method, model, images, limit, dev)
@@ -431,12 +458,17 @@ def interpolate(
     as_json: JsonOpt = False,
 ):
     """Interpolate between two images in CoopFlow's latent space z (sec. 4.4.4)."""
+    inputs.existing_file(model, "--model")
+    inputs.data_source(a, "--a")
+    inputs.data_source(b, "--b")
+    _check_outputs(out_path, out_dir)
+    inputs.device(device)
+
     import torch
 
     from ebmkit.methods import load_model
     from ebmkit.train import setup_ranks
 
-    _check_outputs(out_path, out_dir)
     dev = setup_ranks(device).device
     method, step = load_model(model, dev, command="interpolate")
     if method.name != "coopflow":
@@ -488,6 +520,16 @@ def novel_view(
     """Infer an unseen object's latents from one or more posed views and render new views (sec. 3.5.6).
     A model trained without poses renders in its own frame, fitted to the given views' true poses where
     known; without them, the turntable starts at the first view's inferred pose."""
+    inputs.existing_file(model, "--model")
+    inputs.output_dir(out_dir, "--out")
+    for f in _file_list(views):
+        inputs.existing_file(f, "--views")
+    for f in _file_list(masks):
+        inputs.existing_file(f, "--masks")
+    inputs.existing_file(poses, "--poses")
+    inputs.data_source(data, "--data")
+    inputs.device(device)
+
     import torch
 
     from ebmkit import viz
@@ -582,11 +624,12 @@ def _file_list(items: list[str]) -> list[str]:
     return [f for item in items for f in item.split(",") if f]
 
 
-def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path]) -> None:
+def _check_outputs(out_path: Optional[Path], out_dir: Optional[Path], suffixes: tuple[str, ...] = (".png", ".npz")) -> None:
+    """--out FILE and/or --out-dir DIR are given and can be written (before any work)."""
     if out_path is None and out_dir is None:
-        raise EbmkitError("give --out FILE (.png or .npz) and/or --out-dir DIR")
-    if out_path is not None and out_path.suffix not in (".png", ".npz"):
-        raise EbmkitError(f"--out {out_path}: use a .png or .npz file name")
+        raise EbmkitError(f"give --out FILE ({', '.join(suffixes)}) and/or --out-dir DIR")
+    inputs.output_file(out_path, "--out", suffixes)
+    inputs.output_dir(out_dir, "--out-dir")
 
 
 def _check_points_output(method, out_path: Optional[Path], out_dir: Optional[Path]) -> None:
@@ -665,6 +708,13 @@ def ood_score(
     """OOD scores (sec. 5.4.5): the energy at a noise level (default the lowest), higher = more anomalous.
 
     Inputs are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
+    inputs.existing_file(model, "--model")
+    if (data is None) == (in_data is None and out_data is None) or (in_data is None) != (out_data is None):
+        raise EbmkitError("give --data PATH, or both --in PATH and --out PATH")
+    for spec, option in ((data, "--data"), (in_data, "--in"), (out_data, "--out")):
+        inputs.data_source(spec, option)
+    inputs.device(device)
+
     import torch
 
     from ebmkit.data import to_model_space
@@ -673,8 +723,6 @@ def ood_score(
     from ebmkit.metrics.auroc import auroc
     from ebmkit.train import setup_ranks
 
-    if (data is None) == (in_data is None and out_data is None) or (in_data is None) != (out_data is None):
-        raise EbmkitError("give --data PATH, or both --in PATH and --out PATH")
     dev = setup_ranks(device).device
     method, _ = load_model(model, dev, supported=("cdrl",), command="ood-score")
     if len(method.shape) == 1:
@@ -734,6 +782,10 @@ def eval_mmd(
     as_json: JsonOpt = False,
 ):
     """Squared MMD (RBF kernels) of samples to held-out data, beside a second half of that data's."""
+    inputs.existing_file(model, "--model")
+    inputs.existing_file(ref, "--ref")
+    inputs.device(device)
+
     from ebmkit.methods import load_model
     from ebmkit.metrics.points import points_report
     from ebmkit.train import setup_ranks
@@ -776,12 +828,18 @@ def eval_fid(
 ):
     """FID of a model's samples (or of an image set) against a reference, with the sample count and
     reference named; built-in image sets get a domain-FID and its real-data baseline."""
+    if (model is None) == (samples is None):
+        raise EbmkitError("give exactly one of --model and --samples")
+    inputs.existing_file(model, "--model")
+    inputs.data_source(samples, "--samples")
+    inputs.data_source(ref, "--ref")
+    inputs.existing_file(inception_weights, "--inception-weights")
+    inputs.device(device)
+
     from ebmkit.data import from_model_space
     from ebmkit.metrics import fid
     from ebmkit.train import setup_ranks
 
-    if (model is None) == (samples is None):
-        raise EbmkitError("give exactly one of --model and --samples")
     dev = setup_ranks(device).device
     method = data_cfg = images = None
     if model is not None:
@@ -847,6 +905,12 @@ def eval_guidance_sweep(
 ):
     """FID and (on built-in sets) classifier accuracy on the requested class across guidance weights,
     as in Fig. 5.3 (c, d): a table, and a plot with --out."""
+    inputs.existing_file(model, "--model")
+    inputs.output_file(out_path, "--out", (".png",))
+    inputs.data_source(ref, "--ref")
+    inputs.existing_file(inception_weights, "--inception-weights")
+    inputs.device(device)
+
     from ebmkit import viz
     from ebmkit.methods import load_model
     from ebmkit.metrics import fid
@@ -898,11 +962,14 @@ def eval_fid_stats(
     as_json: JsonOpt = False,
 ):
     """Write reference statistics once, for `eval fid --ref stats.npz`."""
+    inputs.data_source(data, "--data")
+    inputs.output_file(out_path, "--out", (".npz",))
+    inputs.existing_file(inception_weights, "--inception-weights")
+    inputs.device(device)
+
     from ebmkit.metrics import fid
     from ebmkit.train import setup_ranks
 
-    if out_path.suffix != ".npz":
-        raise EbmkitError(f"--out {out_path}: use a .npz file name")
     dev = setup_ranks(device).device
     reference = fid.resolve_reference(data, image_size=image_size)
     if reference.stats_file is not None:
@@ -927,6 +994,9 @@ def eval_psnr(
     as_json: JsonOpt = False,
 ):
     """PSNR (dB, peak 255) of image pairs: one per pair and their mean (identical pairs: infinite; null in --json)."""
+    inputs.data_source(a, "--a", ())
+    inputs.data_source(b, "--b", ())
+
     from ebmkit.data.files import read_images
     from ebmkit.metrics.psnr import psnr
 
@@ -955,6 +1025,10 @@ def eval_poses(
     """Azimuth error of the camera poses a model infers without pose supervision (sec. 3.4.4): raw, and
     after the rotation (and reflection) that best aligns the model's frame with the true one; and how much
     of the view's axis (azimuth modulo 180 degrees) and of the azimuth the inferred camera explains."""
+    inputs.existing_file(model, "--model")
+    inputs.data_source(data, "--data")
+    inputs.device(device)
+
     from ebmkit.methods import load_model
     from ebmkit.metrics.poses import pose_report
     from ebmkit.train import setup_ranks
@@ -984,6 +1058,9 @@ def eval_auroc(
     as_json: JsonOpt = False,
 ):
     """AUROC of OOD scores (higher = more anomalous; out-of-distribution is the positive class)."""
+    inputs.existing_file(in_scores, "--in-scores")
+    inputs.existing_file(out_scores, "--out-scores")
+
     from ebmkit.metrics.auroc import auroc, read_scores
 
     a, b = read_scores(in_scores), read_scores(out_scores)
@@ -995,6 +1072,17 @@ def eval_auroc(
 
 
 # ---------------------------------------------------------------------------- entry point
+def _os_error(e: OSError) -> str:
+    """One line for a failed read or write, naming a full disk as such."""
+    import errno
+
+    where = f" writing {e.filename}" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"disk full{where} ({e.strerror}); nothing was committed half-written: free space, then rerun "
+                f"(training: ebmkit train --resume RUN_DIR continues from the last checkpoint)")
+    return f"{e.strerror or type(e).__name__}: {e.filename or e}"
+
+
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
@@ -1015,6 +1103,9 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, Abort):
         err.print("error: interrupted", markup=False)
         sys.exit(130)
+    except OSError as e:  # the file system refused: a full disk, a read-only folder, a vanished file
+        err.print(f"error: {_os_error(e)}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
     except Exception as e:  # never a traceback for the user, unless asked
         if os.environ.get("EBMKIT_DEBUG"):
             raise

@@ -44,7 +44,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _path_fits_name(self):
-        from ebmkit.data import BUILTIN, POINT_SETS
+        from ebmkit.inputs import BUILTIN, POINT_SETS
 
         if self.name == "points" and self.path is None:
             raise ValueError("name 'points' reads a point file: set data.path (or give --data FILE)")
@@ -571,8 +571,10 @@ def _read(source: str) -> tuple[dict, str]:
         text = path.read_text()
         try:
             raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise EbmkitError(f"cannot parse preset file {path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise EbmkitError(f"preset file {path} holds a {type(raw).__name__}, not a table of settings")
         return raw, str(path)
     named = PRESET_DIR / f"{source}.toml"
     if not named.is_file():
@@ -639,7 +641,7 @@ def with_data(preset: Preset, path: str) -> Preset:
     """`ebmkit train --data PATH`: a point preset trains on the point file PATH (data.name = "points"); a
     preset of a local image or scene set reads it from PATH (data.path). A preset of a built-in set
     cannot use a path, and says so."""
-    from ebmkit.data import BUILTIN, POINT_SETS
+    from ebmkit.inputs import BUILTIN, POINT_SETS
     from ebmkit.data.points import POINT_EXTS
 
     data = preset.data

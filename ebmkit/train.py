@@ -3,7 +3,7 @@
 It draws batches, asks the method for its losses, steps one Adam(W) per network with warm-up and
 gradient clipping, keeps EMA copies, guards against divergence, and writes the run directory:
 
-    RUN/preset.json               the exact resolved preset
+    RUN/preset.json               the exact resolved preset (written with the first checkpoint of each process)
     RUN/model.safetensors         networks + EMA + preset: all that `ebmkit sample` needs
     RUN/train_state.safetensors   networks, optimisers, RNG and data order: exact resume
     RUN/metrics.jsonl             one JSON line per log interval, and guard events
@@ -22,7 +22,6 @@ import copy
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import time
@@ -37,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ebmkit import checkpoint
+from ebmkit import checkpoint, inputs, rundir
 from ebmkit.data import from_config
 from ebmkit.data.batches import ShardedBatches
 from ebmkit.data.points import PointUnits
@@ -61,8 +60,7 @@ class Ranks:
 
 def setup_ranks(device: str = "auto") -> Ranks:
     """One process, or one rank of a torchrun launch (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise EbmkitError(f"--device {device}: use auto, cpu, cuda or cuda:N")
+    inputs.device(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -220,13 +218,19 @@ class Trainer:
             self.method.ema.load_state_dict(self.method.nets.state_dict())
         self.step, self.lr_scale, self.rollbacks, self.watch = 0, 1.0, 0, Watch()
         if resume:
-            self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
+            try:
+                self._load_state(checkpoint.load_state(run_dir / "train_state.safetensors"))
+            except (KeyError, RuntimeError, ValueError, TypeError) as e:  # a state of other networks, or a crafted file
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise EbmkitError(f"cannot resume {run_dir}: its training state does not fit the preset's networks "
+                                  f"({first[:200]})") from None
         # A state is good once a forward pass from it has passed the guard. `snapshot` is the last good
         # state in memory (rollbacks restore it); `pending` a newer one awaiting that check; `staged`
         # checkpoint files written beside the run's files, renamed over them once their state is good.
         self.snapshot, self.pending, self.staged, self.staged_step = self._snapshot(), None, [], None
         self.any_good = resume  # whether any state has passed the guard (the initial one has not, yet)
         self.committed = self.step if resume else None  # the step of the run's checkpoint files
+        self.preset_recorded = False  # preset.json is written with this process's first checkpoint
         self.preview_gen_seed = t.seed + 12345
         self.evaluator = None
         if t.eval_every and ranks.main:  # references are prepared now: a bad setting fails before step 1
@@ -305,6 +309,11 @@ class Trainer:
             return
         for tmp, path in self.staged:
             os.replace(tmp, path)
+        if self.ranks.main and not self.preset_recorded:  # on resume too: --set overrides are part of the record
+            tmp = self.run_dir / f".preset.json.tmp{os.getpid()}"
+            tmp.write_text(json.dumps(self.preset.model_dump(mode="json"), indent=2) + "\n")
+            os.replace(tmp, self.run_dir / "preset.json")
+            self.preset_recorded = True
         self.log({"event": "checkpoint", "step": self.staged_step, "rank_checksums": self.staged_checksums})
         self.committed, self.staged, self.staged_step = self.staged_step, [], None
 
@@ -348,12 +357,14 @@ class Trainer:
             dist.barrier()
 
     def truncate_log(self) -> None:
-        """On resume, drop the records written after the checkpoint, so the log reads as one run."""
+        """On resume, drop the records written after the checkpoint (and any line cut short), so the log
+        reads as one run."""
         path = self.run_dir / "metrics.jsonl"
         if path.is_file():
-            keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= self.step]
+            warn = lambda message: console.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)  # noqa: E731
+            keep = [r for r in rundir.read_log(path, warn) if r.get("step", 0) <= self.step]
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
             os.replace(tmp, path)
 
     def log(self, record: dict) -> None:
@@ -535,26 +546,44 @@ class Trainer:
 
 def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
           device: str = "auto", quiet: bool = False) -> Path:
-    """Train `preset` into `run_dir` (or continue the run there). Returns the model file."""
+    """Train `preset` into `run_dir` (or continue the run there). Returns the model file. The run directory
+    is locked for the life of the process; a command that fails before training leaves it as it was."""
     run_dir = Path(run_dir)
     ranks = setup_ranks(device)
-    if resume and not (run_dir / "train_state.safetensors").is_file():
-        raise EbmkitError(f"cannot resume: {run_dir / 'train_state.safetensors'} not found")
-    if not resume and not overwrite and run_dir.exists() and any(run_dir.iterdir()):
-        raise EbmkitError(f"run directory {run_dir} is not empty; use --resume to continue it "
-                          f"or --overwrite to start over")
-    trainer = Trainer(preset, run_dir, ranks, resume, quiet)  # loads the data first: a bad path writes nothing
-    if not resume and ranks.main:
-        for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "samples", ignore_errors=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if ranks.main:
-        for stale in run_dir.glob(".*.safetensors.tmp*"):  # staged by a run that was killed before its commit
-            stale.unlink()
-    if ranks.main:  # on resume too: --set overrides (e.g. more iterations) are part of the record
-        (run_dir / "preset.json").write_text(json.dumps(preset.model_dump(mode="json"), indent=2) + "\n")
-    if resume and ranks.main:
-        trainer.truncate_log()
-    trainer.run()
+    inputs.output_dir(run_dir, "run directory")
+    if resume:
+        for name in ("train_state.safetensors", "model.safetensors"):
+            if not (run_dir / name).is_file():
+                raise EbmkitError(f"cannot resume: {run_dir / name} not found")
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # folders this command creates
+    had_lock = (run_dir / rundir.LOCK).exists()
+    lock = rundir.RunLock(run_dir)
+    try:
+        if ranks.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()  # before anything in the directory is read or changed
+            rundir.remove_temporary(run_dir)
+        if not resume and not overwrite and any(p.name != rundir.LOCK for p in run_dir.glob("*")):
+            raise EbmkitError(f"run directory {run_dir} is not empty; use --resume to continue it "
+                              f"or --overwrite to start over")
+        if resume:
+            rundir.check_resume(rundir.stored_preset(run_dir / "model.safetensors"), preset.model_dump(mode="json"), run_dir)
+        trainer = Trainer(preset, run_dir, ranks, resume, quiet)  # loads the data first: a bad path writes nothing
+    except BaseException:
+        if missing and ranks.main:  # removed while still locked: no other process can have taken it
+            shutil.rmtree(missing[-1], ignore_errors=True)
+        elif not had_lock and ranks.main:
+            (run_dir / rundir.LOCK).unlink(missing_ok=True)
+        lock.release()
+        raise
+    try:
+        if not resume and ranks.main:
+            for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "samples", ignore_errors=True)
+        if resume and ranks.main:
+            trainer.truncate_log()
+        trainer.run()
+    finally:
+        lock.release()
     return run_dir / "model.safetensors"

@@ -49,32 +49,35 @@ def save_scatter(points: torch.Tensor, path: str | Path, lim: float | None = Non
     plt.close(fig)
 
 
-def levels_figure_2d(method, data: torch.Tensor, samples: list[torch.Tensor], path: str | Path,
+def levels_figure_2d(method, data: torch.Tensor | None, samples: list[torch.Tensor], path: str | Path,
                      generator: torch.Generator | None = None, grid: int = 150) -> None:
-    """Fig. 5.5: rows = data, learned density, samples; columns = noise levels T-1 ... 0.
+    """Fig. 5.5: rows = data (unless `data` is None), learned density, samples; columns = noise levels T-1 ... 0.
 
     `samples` is method.sample_levels(...): x_{T-1} ... x_0, then the denoised x_0 (last column).
     """
     T = method.levels.num_levels
-    data_levels = method.noised_levels(data, generator)
-    lim = _limit(data)
-    axis = torch.linspace(-lim, lim, grid, device=data.device)
+    names = ("density", "samples") if data is None else ("data", "density", "samples")
+    data_levels = None if data is None else method.noised_levels(data, generator)
+    lim = _limit(samples[-1] if data is None else data)
+    axis = torch.linspace(-lim, lim, grid, device=samples[-1].device)
     gy, gx = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     points = torch.stack([gx.flatten(), gy.flatten()], 1)
-    fig, axes = plt.subplots(3, T, figsize=(2.4 * T, 7.2), squeeze=False)
+    fig, axes = plt.subplots(len(names), T, figsize=(2.4 * T, 2.4 * len(names)), squeeze=False)
+    rows = dict(zip(names, axes))
     for col in range(T):
         level = T - 1 - col
         density = torch.softmax(method.log_density(points, level).flatten(), 0).reshape(grid, grid)
         shown = samples[-1] if level == 0 else samples[col]
-        for row, pts in ((0, data_levels[col]), (2, shown)):
-            axes[row, col].scatter(*pts.cpu().T.numpy(), s=0.3, alpha=0.4)
-            axes[row, col].set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
-        axes[1, col].imshow(density.cpu().numpy(), extent=(-lim, lim, -lim, lim), cmap="viridis")
+        for name, pts in (("data", None if data is None else data_levels[col]), ("samples", shown)):
+            if name in rows:
+                rows[name][col].scatter(*pts.cpu().T.numpy(), s=0.3, alpha=0.4)
+                rows[name][col].set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        rows["density"][col].imshow(density.cpu().numpy(), extent=(-lim, lim, -lim, lim), cmap="viridis")
         axes[0, col].set_title(f"level {level}", fontsize=9)
-        for row in range(3):
-            axes[row, col].set(xticks=[], yticks=[])
-    for row, name in enumerate(("data", "density", "samples")):
-        axes[row, 0].set_ylabel(name)
+        for ax in axes[:, col]:
+            ax.set(xticks=[], yticks=[])
+    for name, row in rows.items():
+        row[0].set_ylabel(name)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -64,7 +64,7 @@ def test_bad_input_is_one_line(points_model, digits_model, tmp_path, cli):
     one_line_error(cli("train", "--preset", "cdrl-digits", "--set", "nolayer"), 2, "expected KEY=VALUE")
     one_line_error(cli("train", "--resume", tmp_path / "none"), 2, "cannot resume")
     one_line_error(cli("sample", "--model", points_model), 2, "give --out")
-    one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, "use a .npz, .csv or (2-D points) .png")
+    one_line_error(cli("sample", "--model", points_model, "--out", "x.jpg"), 2, "use a .png, .npz or .csv file name")
     one_line_error(cli("sample", "--nope"), 2, "No such option")
     one_line_error(cli("eval", "mmd", "--model", digits_model), 2, "eval mmd is for point models")
     data = points_model.read_bytes()

@@ -8,11 +8,9 @@ import torch
 from ebmkit.data.points import read_points
 from ebmkit.data.toy2d import sample_toy
 from ebmkit.errors import EbmkitError
+from ebmkit.inputs import BUILTIN, POINT_SETS, TOY_2D  # noqa: F401 (the names of the built-in sets live there)
 
-TOY_2D: tuple[str, ...] = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
-BUILTIN: tuple[str, ...] = TOY_2D + ("digits", "shapes", "scenes")
 LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
-POINT_SETS: tuple[str, ...] = TOY_2D + ("points",)  # "points": an (N, D) array from a file (data/points.py)
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Images a user names on the command line: a folder, one image file, a .npz array or a built-in set
 (`digits`, `shapes:test`), and their conversion to a model's input shape."""
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from ebmkit.data import BUILTIN, TOY_2D, from_model_space, load_dataset
 from ebmkit.errors import EbmkitError
 
 IMAGE_SETS = tuple(n for n in BUILTIN if n not in TOY_2D)   # built-in image sets: digits, shapes
+NPZ_KEYS = ("images", "samples")
 
 
 def builtin_spec(spec: str) -> tuple[str, str] | None:
@@ -45,8 +48,7 @@ def fit(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def read_images(path: str | Path, image_size: int | None = None) -> torch.Tensor:
-    """uint8 (N, C, H, W). A .npz holds `images`, `samples` or a single array: uint8 in NHWC or NCHW,
-    or floats in model space [-1, 1] NCHW (what `ebmkit sample --out x.npz` writes)."""
+    """uint8 (N, C, H, W) from a folder, an image file or a .npz (see read_npz)."""
     from ebmkit.data.images import IMAGE_EXTS, decode, load_folder
 
     path = Path(path).expanduser()
@@ -56,16 +58,55 @@ def read_images(path: str | Path, image_size: int | None = None) -> torch.Tensor
         raise EbmkitError(f"{path} not found (give a folder of images, an image file or a .npz)")
     if path.suffix.lower() in IMAGE_EXTS:
         return decode([path], image_size)
-    if path.suffix != ".npz":
+    if path.suffix.lower() != ".npz":
         raise EbmkitError(f"{path}: expected a folder, an image ({', '.join(IMAGE_EXTS)}) or a .npz file")
-    with np.load(path) as z:
-        keys = [k for k in ("images", "samples") if k in z] or list(z.keys())
-        if len(keys) != 1 and not {"images", "samples"} & set(z.keys()):
-            raise EbmkitError(f"{path} holds arrays {list(z.keys())}: name the images 'images' or 'samples'")
-        x = torch.from_numpy(z[keys[0]])
-    if x.dim() != 4:
-        raise EbmkitError(f"{path}: expected a 4-D image array, got shape {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x.permute(0, 3, 1, 2).contiguous() if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3) else x
-    return from_model_space(x)
+    return read_npz(path)
 
+
+def read_npz(path: Path) -> torch.Tensor:
+    """uint8 (N, C, H, W) from the array `images`, `samples` or the only one in a .npz, laid out NHWC or
+    NCHW with 1 or 3 channels. Integers must be pixels 0..255; floats are model space [-1, 1] (what
+    `ebmkit sample --out x.npz` writes), clamped, as samples overshoot a little, but they must be finite
+    and not more than 1% of them beyond +-1.5 (0..255 floats are refused: store them as uint8).
+    Anything else is an EbmkitError naming the file; nothing is unpickled."""
+    if not zipfile.is_zipfile(path):
+        raise EbmkitError(f"{path} is not a .npz file (not a zip archive)")
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            keys, named = list(z.keys()), [k for k in NPZ_KEYS if k in z]
+            if not keys:
+                raise EbmkitError(f"{path} holds no arrays")
+            if len(keys) > 1 and not named:
+                raise EbmkitError(f"{path} holds arrays {keys}: name the images 'images' or 'samples'")
+            key = (named or keys)[0]
+            a = z[key]
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
+        why = "holds Python objects, which ebmkit never unpickles" if "allow_pickle" in str(e) else \
+            f"is not a readable .npz file ({type(e).__name__}: {e})"
+        raise EbmkitError(f"{path} {why}") from None
+    what = f"{path}: array {key!r}"
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "uif":
+        kind = getattr(a, "dtype", "raw bytes")
+        raise EbmkitError(f"{what} holds {kind}; expected uint8 pixels or floats in [-1, 1]")
+    shape = a.shape
+    if a.ndim != 4:
+        hint = " (one image or grey images: add the missing axes)" if a.ndim in (2, 3) else ""
+        raise EbmkitError(f"{what} has shape {shape}; expected images (N, H, W, C) or (N, C, H, W){hint}")
+    if a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
+        a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if a.shape[1] not in (1, 3):
+        raise EbmkitError(f"{what} has shape {shape}; expected 1 (grey) or 3 (RGB) channels, first or last")
+    if not a.size:
+        raise EbmkitError(f"{what} holds no images (shape {shape})")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise EbmkitError(f"{what} holds {int((~np.isfinite(a)).sum())} NaN or inf values")
+        if (np.abs(a) > 1.5).mean() > 0.01:
+            raise EbmkitError(f"{what} holds floats from {a.min():g} to {a.max():g}, not model space [-1, 1]; "
+                              "store 0..255 pixels as uint8")
+        return from_model_space(torch.from_numpy(a.astype(np.float32)))
+    if a.dtype != np.uint8:
+        if a.min() < 0 or a.max() > 255:
+            raise EbmkitError(f"{what} holds integers from {a.min()} to {a.max()}; pixels must be 0..255")
+        a = a.astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(a))

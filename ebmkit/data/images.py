@@ -1,8 +1,10 @@
 """Local image sets (folder, CIFAR-10, SVHN, CelebA, ImageNet 32x32), read from disk into uint8 NCHW."""
 
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from ebmkit.data import Dataset, check_split
 from ebmkit.errors import EbmkitError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+MAX_PIXELS = 64_000_000  # larger images are refused: a decompression bomb, or no image a model here can use
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # PIL's own (higher) pixel limits
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGENET32_FILES = [f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"]
 
@@ -25,6 +29,10 @@ EXPECTED = {
     "celeba": "img_align_celeba/ and list_attr_celeba.txt (plus list_eval_partition.txt for splits)",
     "imagenet32": "train_data_batch_1.npz .. train_data_batch_10.npz and val_data.npz (downsampled ImageNet)",
 }
+
+
+def _too_large(p: Path, size: str) -> EbmkitError:
+    return EbmkitError(f"image {p} is {size}, above the limit of {MAX_PIXELS // 10**6} megapixels")
 
 
 def _missing(name: str, root: Path) -> EbmkitError:
@@ -42,36 +50,57 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.cat(chunks).to(torch.uint8)
 
 
+def _mixed_sizes(files: list[Path]) -> EbmkitError:
+    """The error for images of different sizes: how many sizes, two examples and what to do."""
+    sizes: dict[tuple[int, int], Path] = {}
+    for f in files:  # headers only; an unreadable file is left out of the count
+        with suppress(OSError, ValueError, *_BOMB), Image.open(f) as im:
+            sizes.setdefault(im.size, f)
+    folder = Path(os.path.commonpath(files))
+    (a, fa), (b, fb) = list(sizes.items())[:2]
+    return EbmkitError(
+        f"the {len(files)} images in {folder} have {len(sizes)} different sizes ({fa.relative_to(folder)} is "
+        f"{a[0]}x{a[1]}, {fb.relative_to(folder)} is {b[0]}x{b[1]}): resize them to one size "
+        "(training: set data.image_size)"
+    )
+
+
 def _decode(files: list[Path], prepare: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
-    """Decode images in parallel threads, in order, into uint8 (N, 3, H, W); all must share one size."""
+    """Decode images in parallel threads, in order, into uint8 (N, 3, H, W); all must share one size.
+    An unreadable file or one above MAX_PIXELS is an EbmkitError naming it."""
 
     def load(p: Path) -> np.ndarray:
         try:
             with Image.open(p) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise _too_large(p, f"{im.width} x {im.height} pixels")
                 return np.array(prepare(im.convert("RGB")))  # (H, W, 3)
-        except (OSError, ValueError) as e:
+        except _BOMB:
+            raise _too_large(p, f"over {Image.MAX_IMAGE_PIXELS // 10**6} megapixels") from None
+        except (OSError, ValueError, EOFError, SyntaxError) as e:
             raise EbmkitError(f"cannot read image {p}: {e}") from None
 
+    if not files:
+        raise EbmkitError("no image files given")
     pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
-    try:
-        arrays = pool.map(load, files)
-        if len(files) > 5000:
-            from rich.progress import track
+    with warnings.catch_warnings():  # PIL warns of (and then decodes) images past its own limit: refuse them
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            arrays = pool.map(load, files)
+            if len(files) > 5000:
+                from rich.progress import track
 
-            arrays = track(arrays, total=len(files), description=f"decoding {len(files)} images")
-        x = None
-        for i, a in enumerate(arrays):
-            if x is None:
-                x = torch.empty((len(files), 3, *a.shape[:2]), dtype=torch.uint8)
-            elif a.shape[:2] != x.shape[2:]:
-                raise EbmkitError(
-                    f"{files[i]} is {a.shape[1]}x{a.shape[0]} but {files[0]} is {x.shape[3]}x{x.shape[2]}: "
-                    "set data.image_size to resize all images"
-                )
-            x[i] = torch.from_numpy(a).permute(2, 0, 1)
-        return x
-    finally:
-        pool.shutdown(cancel_futures=True)
+                arrays = track(arrays, total=len(files), description=f"decoding {len(files)} images")
+            x = None
+            for i, a in enumerate(arrays):
+                if x is None:
+                    x = torch.empty((len(files), 3, *a.shape[:2]), dtype=torch.uint8)
+                elif a.shape[:2] != x.shape[2:]:
+                    raise _mixed_sizes(files)
+                x[i] = torch.from_numpy(a).permute(2, 0, 1)
+            return x
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def decode(files: list[Path], image_size: int | None = None) -> torch.Tensor:
