@@ -775,7 +775,7 @@ def eval_mmd(
     model: Annotated[Path, typer.Option(help="Model file of a point model.")],
     ref: Annotated[Optional[Path], typer.Option(help="Held-out points (.npy, .npz, .csv) in the data's units; default: a fresh draw of a built-in set, or the training file.")] = None,
     num: Annotated[int, typer.Option(min=10, help="Samples, and reference points in each half.")] = 5000,
-    repeats: Annotated[int, typer.Option(min=1, help="Independent comparisons averaged (one alone is noisy).")] = 4,
+    repeats: Annotated[int, typer.Option(min=1, help="Independent comparisons averaged (one alone is noisy).")] = 16,
     seed: SeedOpt = 0,
     steps: StepsOpt = None,
     device: DeviceOpt = "auto",

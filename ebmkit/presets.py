@@ -345,9 +345,14 @@ class CoopFlowLangevin(Strict):
     noise_test: bool = False                       # sec. 4.9: no noise when sampling
     drift_clamp: PositiveFloat = 0.1               # c (implementation notes)
     clamp: tuple[float, float] | None = None                # [-1, 1] for images; unset (no clamp) for points
+    # p_0 of the Langevin flow alone (train.mode "langevin"): "gaussian", N(0, I), the reference q_0 of
+    # Eq. 4.9 (sec. 4.3.3); "uniform", uniform over the clamp box, Eq. 4.2 as the short-run EBM (NHZ19)
+    start: Literal["gaussian", "uniform"] = "gaussian"
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.start == "uniform" and self.clamp is None:
+            raise ValueError("start 'uniform' draws from the clamp box: set clamp = [low, high]")
         if self.noise_decay_K is not None and not self.noise:
             raise ValueError("noise_decay_K decays the training noise: it needs noise = true")
         if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
@@ -357,7 +362,7 @@ class CoopFlowLangevin(Strict):
 
 class CoopFlowTrain(Strict):
     # "coopflow": Algorithm 3; "flow": the normalizing flow alone, MLE on data; "langevin": the short-run
-    # Langevin flow alone, chains from N(0, I) (the two baselines of Table 4.7)
+    # Langevin flow alone, chains from langevin.start (the two baselines of Table 4.7)
     mode: Literal["coopflow", "flow", "langevin"] = "coopflow"
     batch_size: PositiveInt                        # m of Algorithm 3
     iterations: PositiveInt                        # all phases together
@@ -410,6 +415,9 @@ class CoopFlowPreset(Strict):
         for section in needs:
             if getattr(self, section) is None:
                 raise ValueError(f"train.mode {self.train.mode!r} needs a [{section}] section")
+        if self.langevin.start != "gaussian" and self.train.mode != "langevin":
+            raise ValueError("langevin.start is p_0 of the Langevin flow alone (train.mode 'langevin'); "
+                             "CoopFlow's chains start from its flow")
         return self
 
     @property

@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import ebmkit
 from ebmkit import checkpoint
 from ebmkit.cli import main
+from ebmkit.metrics.points import REPEATS
 
 def one_line_error(proc, code, pattern):
     assert proc.returncode == code, proc.stderr
@@ -47,6 +48,7 @@ def test_sample_points(points_model, tmp_path):
     assert np.load(tmp_path / "s.npz")["samples"].shape == (30, 2)
     report = json.loads(ebmkit("eval", "mmd", "--model", points_model, "--num", 200, "--json", check=True).stdout)
     assert report["num"] == 200 and len(report["mmd2_model"]) == len(report["bandwidths"]) == 5
+    assert report["repeats"] == REPEATS  # the CLI's default is the library's
     assert report["ratio"] > 0 and 0 <= report["on_squares"] <= 1 and report["on_squares_data"] == 1.0
 
 

@@ -16,7 +16,7 @@ from ebmkit.methods.coopflow import noise_decay
 from ebmkit.nets import count_parameters
 from ebmkit.nets.coopflow_ebm import CoopFlowEBM
 from ebmkit.nets.flow_layers import ActNorm
-from ebmkit.presets import list_presets, load_preset
+from ebmkit.presets import list_presets, load_preset, validate
 from ebmkit.train import Ranks, Trainer, train
 
 THESIS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "thesis.md"
@@ -296,9 +296,26 @@ def test_baseline_modes_build_only_what_they_need(mode):
     levels = m.sample_levels(64, torch.Generator().manual_seed(0))
     x = m.sample(64, torch.Generator().manual_seed(0), batch_size=50)
     assert x.shape == (64, 2) and torch.isfinite(x).all()
-    if mode == "langevin":  # chains start from q_0 = N(0, I) (sec. 4.3.3)
-        assert torch.equal(levels[0], torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
-        assert m.preset.ebm.reference == "gaussian"
+    if mode == "langevin":  # chains start from the uniform p_0 of Eq. 4.2 over the clamp box [-4, 4]^2
+        assert torch.equal(levels[0], -4 + 8 * torch.rand(64, 2, generator=torch.Generator().manual_seed(0)))
+        assert m.preset.ebm.reference == "uniform" and m.preset.langevin.clamp == (-4.0, 4.0)
+
+
+def test_the_langevin_flow_alone_can_start_from_the_gaussian_reference():
+    """Sec. 4.3.3's short-run EBM: Eq. 4.9 with q_0 = N(0, I), its chains started from q_0."""
+    m = method_of("coopflow-points-langevin", TINY_EBM + TINY_RUN + ['langevin.start="gaussian"',
+                                                                    'ebm.reference="gaussian"'])
+    levels = m.sample_levels(64, torch.Generator().manual_seed(0))
+    assert torch.equal(levels[0], torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_uniform_start_is_for_the_langevin_flow_alone_and_needs_a_box():
+    with pytest.raises(EbmkitError, match="langevin.start is p_0 of the Langevin flow alone"):
+        load_preset("coopflow-points", ['langevin.start="uniform"'])  # CoopFlow's chains start from its flow
+    raw = load_preset("coopflow-points-langevin").model_dump(mode="json")
+    raw["langevin"]["clamp"] = None
+    with pytest.raises(EbmkitError, match="start 'uniform' draws from the clamp box"):
+        validate(raw, "test")
 
 
 def test_sample_steps_zero_returns_the_flow_proposals():

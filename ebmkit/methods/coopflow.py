@@ -16,8 +16,9 @@ Sampling is steps 4-6 with the test step size of Table 4.4.
 
 Phases (CoopFlow(Pre), sec. 4.5.2): `pretrain_iterations` of flow MLE on data, then `warmup_iterations`
 updating only the EBM from the frozen flow's proposals, then Algorithm 3. Modes (Table 4.7): "flow" is
-the normalizing flow alone, MLE on data throughout; "langevin" is the short-run EBM of Eq. 4.9 with a
-Gaussian reference whose chains start from q_0 = N(0, I) (sec. 4.3.3), without a flow.
+the normalizing flow alone, MLE on data throughout; "langevin" is the short-run Langevin flow alone,
+without a flow: chains from N(0, I) for the EBM of Eq. 4.9 with a Gaussian reference (sec. 4.3.3), or
+from the uniform p_0 of Eq. 4.2 (NHZ19), by langevin.start.
 """
 
 import math
@@ -53,7 +54,7 @@ def gaussian_log_density(x: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Stages:
     """The stages of the generator, read as "levels" by the 2-D figure of `ebmkit sample` (Fig. 4.3):
-    level 1 is the start of the Langevin flow (the normalizing flow, or N(0, I) in mode "langevin"),
+    level 1 is the start of the Langevin flow (the normalizing flow, or p_0 in mode "langevin"),
     level 0 the EBM and its samples. Mode "flow" has the one level 0, the normalizing flow."""
 
     num_levels: int
@@ -195,7 +196,12 @@ class CoopFlow(Method):
 
     @torch.no_grad()
     def propose(self, nets: nn.ModuleDict, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Steps 4-5: z ~ N(0, I), x_hat = g_alpha(z) (mode "langevin": x_hat = z). (num, *shape)."""
+        """Steps 4-5: z ~ N(0, I), x_hat = g_alpha(z). (num, *shape). Mode "langevin": x_hat ~ p_0 of
+        Eq. 4.2, N(0, I) or uniform over the clamp box (langevin.start)."""
+        lg = self.preset.langevin
+        if "flow" not in nets and lg.start == "uniform":
+            low, high = lg.clamp
+            return low + (high - low) * torch.rand((num, *self.shape), generator=generator, device=self.device)
         z = torch.randn((num, *self.shape), generator=generator, device=self.device)
         if "flow" not in nets:
             return z
