@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,66 +41,9 @@ from ebmkit.data.batches import ShardedBatches
 from ebmkit.data.points import PointUnits
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import Method, build_method, save_model
+from ebmkit.runtime import Ranks, rng_state, set_rng_state, setup_ranks
 
 console = Console(stderr=True)
-
-
-# ---------------------------------------------------------------------------- processes
-@dataclass
-class Ranks:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_ranks(device: str = "auto") -> Ranks:
-    """One process, or one rank of a torchrun launch (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
-    inputs.device(device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EbmkitError(f"--device {device}: no CUDA device is available")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise EbmkitError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Ranks(device=torch.device(device))
-    use_cuda = device.startswith("cuda")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local)
-    return Ranks(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
-
-
-def rng_state(ranks: Ranks) -> dict[str, torch.Tensor]:
-    """Every rank's RNG state, stacked by rank (gathered to all ranks)."""
-    states = {"cpu": torch.get_rng_state()}
-    if ranks.device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(ranks.device)
-    if ranks.world == 1:
-        return {k: v[None] for k, v in states.items()}
-    out = {}
-    for k, v in states.items():
-        v = v.to(ranks.device)
-        parts = [torch.empty_like(v) for _ in range(ranks.world)]
-        dist.all_gather(parts, v)
-        out[k] = torch.stack(parts).cpu()
-    return out
-
-
-def set_rng_state(states: dict[str, torch.Tensor], ranks: Ranks) -> None:
-    if states["cpu"].shape[0] != ranks.world:
-        raise EbmkitError(f"this run was trained with {states['cpu'].shape[0]} processes; "
-                          f"resume it with the same number (got {ranks.world})")
-    torch.set_rng_state(states["cpu"][ranks.rank])
-    if "cuda" in states and ranks.device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"][ranks.rank], ranks.device)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -203,7 +145,7 @@ class Trainer:
         torch.manual_seed(t.seed * 1000 + ranks.rank)  # each rank its own stream
         self.data = from_config(preset.data, "train", t.seed)
         self.method = build_method(preset, self.data.shape, ranks.device)
-        self.method.check_data(self.data)
+        self.method.use_data(self.data)
         if not resume:
             self.method.fit_units(self.data)
             self.method.start()
@@ -383,8 +325,7 @@ class Trainer:
         """One update of every network; None when the guard rolled back instead. With update=False only
         the forward pass and the guard's check of the current state (before it is committed as final)."""
         batch = self.method.make_batch(self.data, self.batches.next())
-        self.method.step = self.step  # methods with training phases (CoopFlow pre-training) read it
-        losses, metrics = self.method.train_step(batch, self.train_nets)
+        losses, metrics = self.method.train_step(batch, self.train_nets, self.step)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         sum(losses.values()).backward()

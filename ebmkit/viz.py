@@ -55,7 +55,7 @@ def levels_figure_2d(method, data: torch.Tensor | None, samples: list[torch.Tens
 
     `samples` is method.sample_levels(...): x_{T-1} ... x_0, then the denoised x_0 (last column).
     """
-    T = method.levels.num_levels
+    T = method.num_levels
     names = ("density", "samples") if data is None else ("data", "density", "samples")
     data_levels = None if data is None else method.noised_levels(data, generator)
     lim = _limit(samples[-1] if data is None else data)

@@ -17,7 +17,8 @@ from ebmkit.nets import count_parameters
 from ebmkit.nets.coopflow_ebm import CoopFlowEBM
 from ebmkit.nets.flow_layers import ActNorm
 from ebmkit.presets import list_presets, load_preset, validate
-from ebmkit.train import Ranks, Trainer, train
+from ebmkit.runtime import Ranks
+from ebmkit.train import Trainer, train
 
 THESIS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "thesis.md"
 TINY_FLOW = ["flow.hidden=16", "flow.num_couplings=2"]
@@ -182,7 +183,7 @@ def test_one_langevin_step_by_hand():
     for reference in ("uniform", "gaussian"):
         m = method_of("coopflow-points", TINY_2D + [f"langevin.step_size={s}", "langevin.clamp=[-1.0, 1.0]",
                                                     "langevin.noise=false", f"ebm.reference={reference}"])
-        out = m.langevin_flow(Quadratic(c=1.0, m=0.5), x0, training=True, steps=1)
+        out = m.langevin_flow(Quadratic(c=1.0, m=0.5), x0, step=0, steps=1)
         grad = -2 * (x0 - 0.5) - (x0 if reference == "gaussian" else 0)
         drift = (s**2 / 2 * grad).clamp(-c, c)
         assert (drift.abs() == c).any() and (drift.abs() < c).any()  # both branches of the drift clamp
@@ -202,16 +203,15 @@ def test_noise_weight_schedule_counts_epochs_of_the_langevin_flow():
     m = method_of("coopflow-points", TINY_2D + ["langevin.noise=true", "langevin.noise_decay_K=4",
                                                 "langevin.noise_test=false", "train.pretrain_iterations=10",
                                                 "train.iterations=100"])
-    m.check_data(Dataset("spiral", "points", torch.zeros(320, 2)))  # 320 // 32 = 10 iterations per epoch
+    m.use_data(Dataset("spiral", "points", torch.zeros(320, 2)))  # 320 // 32 = 10 iterations per epoch
     for step, epoch in ((0, 0), (10, 0), (19, 0), (20, 1), (35, 2), (60, 5)):
-        m.step = step
-        assert m.epoch() == epoch
-        assert m.noise_weight(training=True) == pytest.approx(noise_decay(epoch, 4))
-        assert m.noise_weight(training=False) == 0.0  # sec. 4.9: no noise when sampling
+        assert m.epoch(step) == epoch
+        assert m.noise_weight(step) == pytest.approx(noise_decay(epoch, 4))
+        assert m.noise_weight(None) == 0.0  # sec. 4.9: no noise when sampling
     noiseless = method_of("coopflow-points", TINY_2D + ["langevin.noise=false"])  # sec. 4.5.2, as for images
-    assert noiseless.noise_weight(training=True) == 0.0
+    assert noiseless.noise_weight(0) == 0.0
     recipe = method_of("coopflow-points", TINY_2D)  # the points recipe keeps the noise in training and sampling
-    assert recipe.noise_weight(training=True) == recipe.noise_weight(training=False) == 1.0
+    assert recipe.noise_weight(0) == recipe.noise_weight(None) == 1.0
 
 
 # ---------------------------------------------------------------------------- phases and modes
@@ -229,7 +229,7 @@ def test_phases_pretrain_flow_then_warm_up_ebm_then_both(tmp_path):
         assert trainer.step == step
         flow, ebm = flat(nets["flow"]), flat(nets["ebm"])
         values = trainer.train_step()
-        assert trainer.method.phase() == phase
+        assert trainer.method.phase(step) == phase
         assert ("loss_flow" in values, "loss_ebm" in values) == (phase != "warmup", phase != "pretrain")
         assert (not torch.equal(flow, flat(nets["flow"]))) == (phase != "warmup")
         assert (not torch.equal(ebm, flat(nets["ebm"]))) == (phase != "pretrain")
@@ -351,8 +351,7 @@ def test_paper_pretraining_preset_steps_in_each_phase():
     x = torch.randint(0, 256, (2, 3, 32, 32)).float() / 127.5 - 1
     t = m.preset.train
     for step, need in ((0, {"flow"}), (t.pretrain_iterations, {"ebm"}), (t.pretrain_iterations + t.warmup_iterations, {"flow", "ebm"})):
-        m.step = step
-        losses, metrics = m.train_step(Batch(x=x), dict(m.nets.items()))
+        losses, metrics = m.train_step(Batch(x=x), dict(m.nets.items()), step)
         assert set(losses) == need and all(torch.isfinite(v) for v in [*losses.values(), *metrics.values()])
 
 

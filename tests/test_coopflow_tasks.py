@@ -78,7 +78,7 @@ def test_cli_reconstruct_inpaint_interpolate(coopflow_digits, tmp_path):
     assert "--infer-steps" in ebmkit("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--box",
                                      "2,2,4,4", "--steps", "3", "--out", tmp_path / "x.png").stderr
     r = ebmkit("interpolate", "--model", coopflow_digits, "--a", "digits:test", "--b", "digits:train",
-               "--steps", "4", "--infer-steps", "2", "--out", tmp_path / "row.npz", "--json", check=True)
+               "--points", "5", "--infer-steps", "2", "--out", tmp_path / "row.npz", "--json", check=True)
     assert np.load(tmp_path / "row.npz")["samples"].shape == (7, 1, 8, 8)
 
 

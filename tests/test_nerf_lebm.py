@@ -29,7 +29,7 @@ def method_of(name, extra=()):
     preset = load_preset(name, TINY + (TINY_EBM if name.startswith("nerf-lebm-scenes") else []) + list(extra))
     data = load_dataset("scenes", split="train", image_size=32, views=3, num_objects=6)
     m = build_method(preset, (3, 32, 32))
-    m.check_data(data)
+    m.use_data(data)
     return m, data
 
 
@@ -140,12 +140,9 @@ def test_views_per_iteration_share_an_object():
 
 def test_ramp_and_prior_start():
     m, _ = method_of("nerf-lebm-scenes", ["train.prior_start=10", "train.ramp=20"])
-    m.step = 5
-    assert m.steps_now(60) == 0
-    m.step = 20
-    assert m.steps_now(60) == 30
-    m.step = 100
-    assert m.steps_now(60) == 60
+    assert m.steps_now(60, 5) == 0
+    assert m.steps_now(60, 20) == 30
+    assert m.steps_now(60, 100) == 60
 
 
 def test_cli_train_sample_grids_and_novel_view(tmp_path):
@@ -301,13 +298,13 @@ def test_inferred_poses_turn_half_round_where_the_flip_head_says_so():
 
 def test_posed_sets_of_the_commands_keep_the_models_distinct_ends():
     """`eval poses` and `novel-view --data scenes:test` score a distinct-ends model on distinct-ends cars."""
-    from ebmkit.cli import _posed_set
     from ebmkit.data.scenes import load_scenes
+    from ebmkit.tasks.novel_view import posed_set
 
     m, _ = method_of("nerf-lebm-scenes-nopose", ["data.distinct_ends=true"])
-    assert torch.equal(_posed_set(m, "scenes:test").x, load_scenes("test", 32, distinct_ends=True).images)
+    assert torch.equal(posed_set(m, "scenes:test").x, load_scenes("test", 32, distinct_ends=True).images)
     plain, _ = method_of("nerf-lebm-scenes-nopose")
-    assert torch.equal(_posed_set(plain, "scenes:test").x, load_scenes("test", 32).images)
+    assert torch.equal(posed_set(plain, "scenes:test").x, load_scenes("test", 32).images)
 
 
 @pytest.mark.parametrize("name,table_3_3", [

@@ -16,7 +16,8 @@ from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
 from ebmkit.metrics.points import points_report
 from ebmkit.presets import load_preset
-from ebmkit.train import Trainer, Ranks, train
+from ebmkit.runtime import Ranks
+from ebmkit.train import Trainer, train
 
 
 def model_tensors(run_dir):
@@ -109,7 +110,7 @@ def altered_trainer(tmp_path, monkeypatch, overrides, alter):
     alter(trainer, losses, metrics) -> (losses, metrics): injected divergence."""
     trainer = Trainer(load_preset("cdrl-points", TINY + overrides), tmp_path, Ranks(), resume=False, quiet=True)
     real_step = trainer.method.train_step
-    monkeypatch.setattr(trainer.method, "train_step", lambda batch, nets: alter(trainer, *real_step(batch, nets)))
+    monkeypatch.setattr(trainer.method, "train_step", lambda batch, nets, step: alter(trainer, *real_step(batch, nets, step)))
     return trainer
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ebmkit.data import BUILTIN, TOY_2D, from_model_space, load_dataset
+from ebmkit.data import BUILTIN, TOY_2D, from_model_space, load_dataset, to_model_space
 from ebmkit.errors import EbmkitError
 
 IMAGE_SETS = tuple(n for n in BUILTIN if n not in TOY_2D)   # built-in image sets: digits, shapes
@@ -29,6 +29,15 @@ def load_images(spec: str | Path, image_size: int | None = None) -> torch.Tensor
     if builtin:
         return load_dataset(builtin[0], split=builtin[1], image_size=image_size).x
     return read_images(spec, image_size)
+
+
+def model_inputs(spec: str | Path, shape: tuple[int, ...], limit: int | None = None) -> torch.Tensor:
+    """The first `limit` images of `spec` (all without it) fitted to a model's examples (C, H, W), in model
+    space [-1, 1]."""
+    if len(shape) == 1:
+        raise EbmkitError(f"the model draws {shape[0]}-D points; this command needs an image model")
+    images = load_images(spec)
+    return to_model_space(fit(images[:limit] if limit else images, shape))
 
 
 def fit(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from ebmkit.errors import EbmkitError
 
 
+def keep_observed(obs: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Inpainting projection (sec. 5.4.7): observed pixels (mask 1) from `obs`, the rest from x."""
+    return torch.where(mask.bool(), obs, x)
+
+
 def read_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     """(1, 1, H, W) observed-pixel mask from a PNG (white = fill), resized (nearest) to `size`."""
     from ebmkit.data.files import read_images

@@ -58,11 +58,12 @@ def check_shapes(preset, shape: tuple[int, ...], tensors: dict[str, torch.Tensor
         raise EbmkitError(f"{source}: tensor '{extra[0]}' (and {len(extra) - 1} more) belongs to no network of its preset")
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu",
-               supported: tuple[str, ...] | None = None, command: str = "this command") -> tuple[Method, int]:
+def load_model(path: str | Path, device: torch.device | str = "cpu", supported: tuple[str, ...] | None = None,
+               command: str = "this command", why: str = "") -> tuple[Method, int]:
     """A method with every network (and EMA copy) restored from a model file, and its step; the
     environment's EBMKIT_SPEED adjusts how it samples (presets.speed_overrides). The file is untrusted
-    input: its metadata is validated and its tensors checked against it before any network is built."""
+    input: its metadata is validated and its tensors checked against it before any network is built.
+    `supported`: the methods `command` can use (the one capability gate); `why` explains it to the user."""
     tensors, meta = checkpoint.read_safetensors(path)
     broken = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if broken is not None:
@@ -70,7 +71,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     name = meta.get("method")
     if name not in METHODS or (supported is not None and name not in supported):
         ok = ", ".join(supported or METHODS)
-        raise EbmkitError(f"{path} holds a '{name}' model; {command} supports: {ok}")
+        raise EbmkitError(f"{path} holds a '{name}' model; {command} supports: {ok}" + (f" ({why})" if why else ""))
     try:
         stored = json.loads(meta["preset"])
         if not isinstance(stored, dict) or not isinstance(stored.get("preset"), dict):

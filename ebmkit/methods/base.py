@@ -1,8 +1,10 @@
-"""What every method exposes to the training loop and the CLI.
+"""What every method exposes to the training loop, the CLI, the metrics and the pictures.
 
 A method owns its networks (`nets`) and their EMA copies (`ema`), says how to optimise each network
-(`optim_specs`), turns a batch into losses (`train_step`) and samples. The training loop never knows
-which method it runs.
+(`optim_specs`), turns a batch into losses (`train_step`) and samples (`sample_levels`, `sample`), stage
+by stage (`num_levels`, with `log_density` and `noised_levels` for the 2-D figure of Fig. 5.5). The
+training loop never knows which method it runs. Tasks only some methods have (inpaint, infer, render)
+live on those methods; `load_model(supported=...)` is the gate that keeps other models from them.
 """
 
 import copy
@@ -50,7 +52,6 @@ class OptimSpec:
 
 class Method:
     name: str = ""
-    step: int = 0  # the training iteration, set by the training loop before each train_step
     partly_used: tuple[str, ...] = ()  # networks some training steps use only in part (DDP must look for it)
     # Pairs of train_step metrics that agree when the sampler follows the model (data against samples);
     # the divergence guard watches their gap.
@@ -87,14 +88,31 @@ class Method:
     def optim_specs(self) -> dict[str, OptimSpec]:
         raise NotImplementedError
 
-    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
-        """Losses {network name: scalar} (disjoint graphs) and detached scalar metrics. `nets` are
-        the trainable networks, possibly DDP-wrapped; sample with `self.nets`, never through DDP.
-        Metrics named `energy*` are watched by the divergence guard."""
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module], step: int = 0) -> tuple[dict, dict]:
+        """Losses {network name: scalar} (disjoint graphs) and detached scalar metrics of training iteration
+        `step` (methods with phases or ramps read it). `nets` are the trainable networks, possibly
+        DDP-wrapped; sample with `self.nets`, never through DDP. Metrics named `energy*` are watched by the
+        divergence guard."""
         raise NotImplementedError
 
-    def sample_levels(self, num: int, generator: torch.Generator | None = None, **kw) -> list[torch.Tensor]:
-        """One batch of `num` samples at every stage of the sampler; the last entry is the final sample."""
+    def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
+                      use_ema: bool = True) -> list[torch.Tensor]:
+        """One batch of `num` samples at every stage of the sampler, `steps` Langevin steps per stage
+        (default: as trained), with the EMA networks or the raw ones; the last entry is the final sample.
+        Methods add keyword arguments of their own (CDRL: labels, guidance, observed)."""
+        raise NotImplementedError
+
+    @property
+    def num_levels(self) -> int:
+        """Stages of the sampler a picture shows (CDRL's noise levels; CoopFlow's flow and EBM)."""
+        raise NotImplementedError
+
+    def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
+        """(B,) unnormalised log density of the model at stage `level` (0 = the data's)."""
+        raise NotImplementedError
+
+    def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Data x0 as each stage sees it, stage num_levels - 1 first (CDRL: noised to each level)."""
         raise NotImplementedError
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
@@ -160,6 +178,11 @@ class Method:
             except RuntimeError as e:
                 first = str(e).strip().splitlines()[0]
                 raise EbmkitError(f"{source}: '{name}' does not match its preset ({first})") from None
+
+    def use_data(self, data: Dataset) -> None:
+        """The training set, once, before training: checked (check_data), and what the method needs of it
+        recorded (CoopFlow: its size; NeRF-LEBM: each object's views)."""
+        self.check_data(data)
 
     def check_data(self, data: Dataset) -> None:
         """The data set must match the networks' input shape and the preset's conditioning."""

@@ -20,6 +20,7 @@ from torch import nn
 
 from ebmkit import viz
 from ebmkit.data import Dataset
+from ebmkit.data.masks import keep_observed
 from ebmkit.errors import EbmkitError
 from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
@@ -30,11 +31,6 @@ from ebmkit.schedules import DiffusionLevels, cdrl_levels
 def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, ..., 1) to broadcast against a batch shaped like `like`."""
     return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def keep_observed(obs: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Inpainting projection (sec. 5.4.7): observed pixels (mask 1) from `obs`, the rest from x."""
-    return torch.where(mask.bool(), obs, x)
 
 
 class Guide:
@@ -164,7 +160,7 @@ class CDRL(Method):
         return g, g.detach() + per_sample(self.levels.init_std[t], g) * noise
 
     # ------------------------------------------------------------------------------ Algorithm 4
-    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module], step: int = 0) -> tuple[dict, dict]:
         lv, x0 = self.levels, batch.x.contiguous(memory_format=self.memory_format)
         b = per_sample  # shorthand for broadcasting per-example coefficients
         t = torch.randint(0, lv.num_levels, (len(x0),), device=self.device)  # a level per example
@@ -207,12 +203,8 @@ class CDRL(Method):
         return {"ebm": loss_ebm, "init": loss_init}, metrics
 
     def label_candidates(self, label: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Our addition to Eq. 5.5 (conditioning.classifier_loss): the EBM read as a noise-aware classifier,
-        softmax over c of f_hat(y_t; c) on the data y_t, trained by cross-entropy; c ranges over the values
-        of the attribute each image is labelled by (all classes for class models). Recovery likelihood learns
-        what a label changes only from samples that differ from the data in it, and for a concept the sampler
-        cannot draw yet (crisp outlines) that contrast is missing; guided and composed sampling (Eq. 5.9,
-        5.12) follow exactly these label differences.
+        """Our addition to Eq. 5.5 (conditioning.classifier_loss, why: docs/results/cdrl.md): the EBM read as
+        a classifier over the values of the attribute each image is labelled by (all classes for class models).
 
         label (B,) -> keep (B,) bool (null-labelled images sit out), candidate labels (n, W), valid (n, W)
         (attributes with fewer than W values are padded), truth (n,) index of the true label."""
@@ -242,52 +234,57 @@ class CDRL(Method):
         nets = self.ema if use_ema else self.nets
         was_training = nets.training
         nets.eval()
-        lv, K = self.levels, self.preset.sampler.steps
+        K = self.preset.sampler.steps
         steps = K if steps is None else steps
-        scale = math.sqrt(K / steps) if 0 < steps < K else 1.0
-        guide = Guide(labels or [], guidance, num, self.device) if self.preset.conditioning.kind != "none" else None
-
-        x = torch.randn((num, *self.shape), generator=generator, device=self.device)  # x_T
-        x = x.contiguous(memory_format=self.memory_format)
-        if observed is not None:  # the observation noised up to the top level
-            top = lv.num_levels
-            x = keep_observed(lv.alpha_bar[top] * observed[0] + lv.sigma_bar[top] * x, observed[1], x)
+        scale = math.sqrt(K / steps) if 0 < steps < K else 1.0             # sec. 5.4.2
+        conditional = self.preset.conditioning.kind != "none"
         labels = labels or []
+        level_step = functools.partial(self._level, nets=nets, steps=steps, scale=scale, generator=generator,
+                                       guidance=guidance if conditional else None)
+
+        x = torch.randn((num, *self.shape), generator=generator, device=self.device)  # x_T ~ N(0, I)
+        x = x.contiguous(memory_format=self.memory_format)
+        if observed is not None:
+            x = keep_observed(self._observation(observed, self.num_levels, x), observed[1], x)
         out = []
-        for level in reversed(range(lv.num_levels)):
-            y_observed = None
-            if observed is not None:  # the observation at level t, in y-space
-                e = torch.randn(x.shape, generator=generator, device=self.device)
-                y_observed = (lv.y_scale[level] * (lv.alpha_bar[level] * observed[0] + lv.sigma_bar[level] * e),
-                              observed[1])
-            step = functools.partial(self._level, nets=nets, level=level, steps=steps, scale=scale,
-                                     generator=generator, guidance=guidance if guide is not None else None,
-                                     y_observed=y_observed)
-            if self.graphs is None or observed is not None:
-                x = step(x, *labels)
-            else:  # one CUDA graph per level and batch shape, replayed for every later batch
-                key = (level, num, steps, scale, guidance, len(labels), use_ema, id(generator))
-                x = self.graphs.run(key, step, (x, *labels), generator)
+        for t in reversed(range(self.num_levels)):                             # t = T-1, ..., 0
+            if observed is not None:  # the observation at level t, in y-space, reset after every update
+                y_obs = self._observation(observed, t, torch.randn(x.shape, generator=generator, device=self.device))
+                x = level_step(x, *labels, level=t, y_observed=(self.levels.y_scale[t] * y_obs, observed[1]))
+            else:
+                key = (t, num, steps, scale, guidance, len(labels), use_ema, id(generator))
+                x = self._replayed(functools.partial(level_step, level=t), (x, *labels), generator, key)
             out.append(x)
-        x0 = self.tweedie(nets["ebm"], x, guide)
+        guide = Guide(labels, guidance, num, self.device) if conditional else None
+        x0 = self.tweedie(nets["ebm"], x, guide)                                # Eq. 5.16
         out.append(x0 if observed is None else keep_observed(observed[0], observed[1], x0))
         nets.train(was_training)
         return out
 
     def _level(self, x: torch.Tensor, *labels: torch.Tensor, nets, level: int, steps: int, scale: float,
-               generator, guidance: float | None, y_observed) -> torch.Tensor:
-        """x_{t+1} -> x_t at level t: the initializer's proposal, then `steps` Langevin steps; guided by
-        `labels` with weight `guidance` (None: the model is unconditional). Reads every per-batch tensor
-        from its arguments, so it can be captured in a CUDA graph."""
-        lv = self.levels
+               generator, guidance: float | None, y_observed=None) -> torch.Tensor:
+        """x_{t+1} -> x_t at level t, one iteration of Algorithm 5: the initializer's proposal y_t (Eq. 5.4),
+        `steps` Langevin steps on p(y_t | x_{t+1}) (Eq. 5.3), then x_t = y_t / alpha_{t+1}. Guided by `labels`
+        with weight `guidance` (None: the model is unconditional). Reads every per-batch tensor from its
+        arguments, so it can be captured in a CUDA graph."""
         t = torch.full((len(x),), level, device=self.device)
         guide = None if guidance is None else Guide(list(labels), guidance, len(x), self.device)
-        _, y = self.propose(nets["init"], x, t, None, generator, guide)
+        _, y = self.propose(nets["init"], x, t, None, generator, guide)           # Eq. 5.4
         if y_observed is not None:
             y = keep_observed(*y_observed, y)
         if steps > 0:
-            y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, y_observed)
-        return y / lv.y_scale[level]
+            y = self.refine(nets["ebm"], y, x, t, None, steps, scale, generator, guide, y_observed)  # Eq. 5.3
+        return y / self.levels.y_scale[level]
+
+    def _observation(self, observed: tuple[torch.Tensor, torch.Tensor], level: int, noise: torch.Tensor) -> torch.Tensor:
+        """Inpainting (sec. 5.4.7): the observed image noised to level `level`, abar x + sbar noise."""
+        return self.levels.alpha_bar[level] * observed[0] + self.levels.sigma_bar[level] * noise
+
+    def _replayed(self, fn, inputs: tuple[torch.Tensor, ...], generator, key: tuple) -> torch.Tensor:
+        """fn(*inputs); on CUDA a graph captured once per key (level, batch shape, settings), then replayed."""
+        if self.graphs is None:
+            return fn(*inputs)
+        return self.graphs.run(key, fn, inputs, generator)
 
     def tweedie(self, ebm: nn.Module, x: torch.Tensor, guide: "Guide | None" = None) -> torch.Tensor:
         """Eq. 5.16 at level 0 with the score multiplied by tweedie_coef (2.0 in the thesis), guided
@@ -305,13 +302,18 @@ class CDRL(Method):
         return (x.detach() + lv.sigma_bar[0] ** 2 * coef * score) / lv.alpha_bar[0]
 
     def inpaint(self, images: torch.Tensor, mask: torch.Tensor, num: int, generator: torch.Generator | None = None,
-                batch_size: int = 256, progress=None, **kw) -> torch.Tensor:
+                batch_size: int = 256, progress=None, steps: int | None = None, infer_steps: int | None = None,
+                lr: float | None = None) -> torch.Tensor:
         """`num` completions of each image (N, C, H, W) in model space where mask (N or 1, 1 or C, H, W)
-        is 0 (sec. 5.4.7); observed pixels are kept exactly. Returns (N, num, C, H, W)."""
+        is 0 (sec. 5.4.7), by Algorithm 5 with `steps` Langevin steps per level; observed pixels are kept
+        exactly. Returns (N, num, C, H, W)."""
+        if infer_steps is not None or lr is not None:
+            raise EbmkitError("--infer-steps and --lr set CoopFlow's inference; CDRL inpaints with its sampler "
+                              "(--steps: Langevin steps per level)")
         n = len(images)
         x = images.repeat_interleave(num, 0)
         m = mask.expand(n, *mask.shape[1:]).repeat_interleave(num, 0)
-        out = self.sample(n * num, generator, batch_size, progress, observed=(x, m), **kw)
+        out = self.sample(n * num, generator, batch_size, progress, steps=steps, observed=(x, m))
         return out.reshape(n, num, *self.shape)
 
     # ------------------------------------------------------------------------------ labels
@@ -338,6 +340,10 @@ class CDRL(Method):
         return -torch.stack([self.log_density(xt, level, use_ema) for xt in noised]).mean(0).cpu()
 
     # ------------------------------------------------------------------------------ pictures
+    @property
+    def num_levels(self) -> int:
+        return self.levels.num_levels
+
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
         """Unnormalised log p_t(x_t) = f_hat(y_scale_t x; lambda_t) / s_t^2 at noise level `level`
         (conditional EBMs with the null label: the unconditional density)."""

@@ -52,15 +52,6 @@ def gaussian_log_density(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class Stages:
-    """The stages of the generator, read as "levels" by the 2-D figure of `ebmkit sample` (Fig. 4.3):
-    level 1 is the start of the Langevin flow (the normalizing flow, or p_0 in mode "langevin"),
-    level 0 the EBM and its samples. Mode "flow" has the one level 0, the normalizing flow."""
-
-    num_levels: int
-
-
-@dataclass
 class Inference:
     """What reconstruction infers for a batch (sec. 4.4.3)."""
 
@@ -76,9 +67,12 @@ class CoopFlow(Method):
     flow_ready: bool = False       # the flow's ActNorms have their data-dependent initialisation
     partly_used = ("flow",)        # step 7 fits x_tilde without the dequantizer that data steps train
 
-    def __init__(self, preset, shape, device="cpu"):
-        super().__init__(preset, shape, device)
-        self.levels = Stages(1 if preset.train.mode == "flow" else 2)
+    @property
+    def num_levels(self) -> int:
+        """The stages of the generator, read as levels by the 2-D figure of `ebmkit sample` (Fig. 4.3): level 1
+        the start of the Langevin flow (the normalizing flow, or p_0 in mode "langevin"), level 0 the EBM and
+        its samples. Mode "flow" has the one level 0, the normalizing flow."""
+        return 1 if self.preset.train.mode == "flow" else 2
 
     # ------------------------------------------------------------------------------ networks
     def build_networks(self) -> dict[str, nn.Module]:
@@ -127,9 +121,9 @@ class CoopFlow(Method):
             specs["ebm"] = OptimSpec(t.lr_ebm, t.betas_ebm, grad_clip=t.grad_clip_ebm)
         return specs
 
-    def check_data(self, data: Dataset) -> None:
+    def use_data(self, data: Dataset) -> None:
         """The base checks; also records the training set's size, since Eq. 4.14 counts epochs."""
-        super().check_data(data)
+        super().use_data(data)
         self.train_size = len(data)
 
     def start(self) -> None:
@@ -150,32 +144,33 @@ class CoopFlow(Method):
                              f"{source} (train.flow_from)")
 
     # ------------------------------------------------------------------------------ schedule
-    def phase(self) -> str:
-        """What iteration `self.step` trains: "pretrain" (flow MLE on data), "warmup" (the EBM alone),
+    def phase(self, step: int) -> str:
+        """What training iteration `step` trains: "pretrain" (flow MLE on data), "warmup" (the EBM alone),
         "coop" (Algorithm 3), or the mode's name for modes "flow" and "langevin"."""
         t = self.preset.train
         if t.mode != "coopflow":
             return t.mode
-        if self.step < t.pretrain_iterations:
+        if step < t.pretrain_iterations:
             return "pretrain"
-        return "warmup" if self.step < t.pretrain_iterations + t.warmup_iterations else "coop"
+        return "warmup" if step < t.pretrain_iterations + t.warmup_iterations else "coop"
 
-    def epoch(self) -> int:
-        """Epochs of the training data (at train.batch_size) the Langevin flow has trained, i.e. counted
-        from the end of flow pre-training."""
+    def epoch(self, step: int) -> int:
+        """Epochs of the training data (at train.batch_size) the Langevin flow has trained by iteration `step`,
+        counted from the end of flow pre-training."""
         if self.train_size is None:
-            raise EbmkitError("langevin.noise_decay_K counts epochs: the method needs check_data(training set)")
+            raise EbmkitError("langevin.noise_decay_K counts epochs: the method needs use_data(training set)")
         t = self.preset.train
-        return max(self.step - t.pretrain_iterations, 0) * t.batch_size // self.train_size
+        return max(step - t.pretrain_iterations, 0) * t.batch_size // self.train_size
 
-    def noise_weight(self, training: bool) -> float:
-        """w of the Langevin step: 0 or 1 by the preset, times Eq. 4.14 in training if noise_decay_K is set."""
+    def noise_weight(self, step: int | None) -> float:
+        """w of the Langevin step at training iteration `step` (None: sampling): 0 or 1 by the preset, times
+        Eq. 4.14 in training if noise_decay_K is set."""
         lg = self.preset.langevin
-        if not training:
+        if step is None:
             return float(lg.noise_test)
         if not lg.noise:
             return 0.0
-        return 1.0 if lg.noise_decay_K is None else noise_decay(self.epoch(), lg.noise_decay_K)
+        return 1.0 if lg.noise_decay_K is None else noise_decay(self.epoch(step), lg.noise_decay_K)
 
     # ------------------------------------------------------------------------------ pieces
     def ebm_log_density(self, ebm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -183,14 +178,15 @@ class CoopFlow(Method):
         f = ebm(x)
         return f + gaussian_log_density(x) if self.preset.ebm.reference == "gaussian" else f
 
-    def langevin_flow(self, ebm: nn.Module, x_hat: torch.Tensor, training: bool, steps: int | None = None,
+    def langevin_flow(self, ebm: nn.Module, x_hat: torch.Tensor, step: int | None, steps: int | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Step 6: `steps` (default T) steps of Eq. 4.2 from x_hat, as coded (implementation notes).
-        Training uses the training step size and noise schedule; sampling the test ones (Table 4.4)."""
+        """Step 6: `steps` (default T) steps of Eq. 4.2 from x_hat, as coded (implementation notes). In training
+        (at iteration `step`) the training step size and noise schedule; sampling (step None) the test ones
+        (Table 4.4)."""
         lg = self.preset.langevin
         return langevin(lambda x: self.ebm_log_density(ebm, x), x_hat,
-                        step_size=lg.step_size if training else lg.step_size_test,
-                        steps=lg.steps if steps is None else steps, noise_weight=self.noise_weight(training),
+                        step_size=lg.step_size if step is not None else lg.step_size_test,
+                        steps=lg.steps if steps is None else steps, noise_weight=self.noise_weight(step),
                         drift_clamp=lg.drift_clamp, clamp=lg.clamp, generator=generator,
                         autocast=self.autocast).x
 
@@ -246,14 +242,14 @@ class CoopFlow(Method):
         return all(bool(m.initialized) for m in self.nets["flow"].modules() if isinstance(m, ActNorm))
 
     # ------------------------------------------------------------------------------ Algorithm 3
-    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module], step: int = 0) -> tuple[dict, dict]:
         x = batch.x  # (B, *shape) observed examples in model space (step 3)
         dim = x[0].numel()
         if "flow" in self.nets and not self.flow_ready:  # checked once per run, not read back every step
             if not self.flow_initialized():
                 self.initialize_flow(x)
             self.flow_ready = True
-        phase = self.phase()
+        phase = self.phase(step)
         if phase in ("pretrain", "flow"):  # MLE of the flow on data (Eq. 4.5 on x_i)
             nll = self.data_nll(nets["flow"], x)
             metrics = {"energy_flow": nll.detach().mean() / dim}  # -log q per dimension, nats
@@ -262,7 +258,7 @@ class CoopFlow(Method):
             return {"flow": nll.mean()}, metrics
 
         x_hat = self.propose(self.nets, len(x))                              # steps 4-5
-        x_tilde = self.langevin_flow(self.nets["ebm"], x_hat, training=True)  # step 6, detached
+        x_tilde = self.langevin_flow(self.nets["ebm"], x_hat, step)           # step 6, detached
         f_data, f_sample = nets["ebm"](torch.cat([x, x_tilde])).chunk(2)    # (B,) each
         losses = {"ebm": f_sample.mean() - f_data.mean()}                    # step 8, Eq. 2.2
         metrics = {"energy_data": -f_data.detach().mean(), "energy_sample": -f_sample.detach().mean()}
@@ -277,14 +273,14 @@ class CoopFlow(Method):
     # ------------------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
-                      use_ema: bool = True, **kw) -> list[torch.Tensor]:
+                      use_ema: bool = True) -> list[torch.Tensor]:
         """[x_hat, x_tilde] for one batch: the proposals (steps 4-5) and the samples after `steps` (default T)
         test-time Langevin steps (step 6 with step_size_test); mode "flow": [x_hat]."""
         nets = self.ema if use_ema else self.nets
         x_hat = self.propose(nets, num, generator)
         if "ebm" not in nets:
             return [x_hat]
-        return [x_hat, self.langevin_flow(nets["ebm"], x_hat, training=False, steps=steps, generator=generator)]
+        return [x_hat, self.langevin_flow(nets["ebm"], x_hat, None, steps, generator)]
 
     # ------------------------------------------------------------------------------ latent-variable tasks
     # CoopFlow as a generator z ~ q_0, x_hat = g_alpha(z), x = F_theta(x_hat) (sec. 4.4.3).
@@ -336,19 +332,25 @@ class CoopFlow(Method):
         return self.generate(x_hat.detach())
 
     def batched_infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, batch_size: int = 100,
-                      **kw) -> "Inference":
+                      steps: int = 200, lr: float = 0.05, generator: torch.Generator | None = None,
+                      progress=None) -> "Inference":
         """`infer` over batches of at most batch_size examples (mask: one per example, or one for all)."""
         parts = []
         for i in range(0, len(x), batch_size):
             part_mask = None if mask is None else mask if len(mask) == 1 else mask[i:i + batch_size]
-            parts.append(self.infer(x[i:i + batch_size], part_mask, **kw))
+            parts.append(self.infer(x[i:i + batch_size], part_mask, steps, lr, generator, progress))
         return Inference(*(torch.cat(t) for t in zip(*(astuple(p) for p in parts))))
 
     def inpaint(self, images: torch.Tensor, mask: torch.Tensor, num: int, generator: torch.Generator | None = None,
-                batch_size: int = 100, progress=None, infer_steps: int = 200, lr: float = 0.05) -> torch.Tensor:
+                batch_size: int = 100, progress=None, steps: int | None = None, infer_steps: int | None = None,
+                lr: float | None = None) -> torch.Tensor:
         """`num` completions F(x_hat*) of each image (N, C, H, W), from `num` different flow initialisations,
-        with the loss on the observed pixels (mask 1) only (sec. 4.4.3). Returns (N, num, C, H, W); the
-        observed pixels are close to, not equal to, the observation."""
+        with the loss on the observed pixels (mask 1) only (sec. 4.4.3): `infer_steps` (default 200) steps of
+        gradient descent at rate `lr` (default 0.05). Returns (N, num, C, H, W); the observed pixels are
+        close to, not equal to, the observation."""
+        if steps is not None:
+            raise EbmkitError("--steps sets CDRL's Langevin steps per level; for CoopFlow use --infer-steps (and --lr)")
+        infer_steps, lr = 200 if infer_steps is None else infer_steps, 0.05 if lr is None else lr
         n = len(images)
         x = images.repeat_interleave(num, 0)
         m = mask.expand(n, *mask.shape[1:]).repeat_interleave(num, 0)
@@ -357,7 +359,7 @@ class CoopFlow(Method):
 
     # ------------------------------------------------------------------------------ pictures
     def log_density(self, x: torch.Tensor, level: int, use_ema: bool = True) -> torch.Tensor:
-        """(B,) unnormalised log density of a stage (see Stages): level 0 the EBM (or the flow in mode
+        """(B,) unnormalised log density of a stage (num_levels): level 0 the EBM (or the flow in mode
         "flow"), level 1 the flow q_alpha (or N(0, I) in mode "langevin")."""
         nets = self.ema if use_ema else self.nets
         with torch.no_grad():
@@ -369,7 +371,7 @@ class CoopFlow(Method):
 
     def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """The data beside each stage: CoopFlow adds no noise."""
-        return [x0] * self.levels.num_levels
+        return [x0] * self.num_levels
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
         if data.kind == "points":

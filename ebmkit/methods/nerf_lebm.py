@@ -19,7 +19,7 @@ in the thesis; without it the inferred camera folds front onto back) each view's
 the likelihood, and a flip head learns to predict it (`choose_ends`).
 
 Posterior chains update z_s and z_a jointly, as the authors' code does (the thesis alternates Eq. 3.14
-and 3.15; for small steps the two agree). Images live in [0, 1] (DESIGN.md); the likelihood sums
+and 3.15; for small steps the two agree). Images live in [0, 1], as in the thesis; the likelihood sums
 over the sampled rays and colour channels of the observed pixels only (sec. 3.5.7). Training renders a
 random subset of rays per image (the authors' N_rand), `render.rays_per_image` of them.
 """
@@ -104,9 +104,13 @@ class NeRFLEBM(Method):
             raise EbmkitError(f"data set '{data.name}' has {int(data.objects.max()) + 1} objects, "
                               f"data.num_objects says {self.preset.data.num_objects}")
         views = self.preset.train.views
-        self.views_of = [torch.nonzero(data.objects == o).flatten() for o in range(int(data.objects.max()) + 1)]
-        if min(len(v) for v in self.views_of) < views:
+        if min(len(v) for v in views_of(data)) < views:
             raise EbmkitError(f"train.views = {views} but some objects of '{data.name}' have fewer images")
+
+    def use_data(self, data: Dataset) -> None:
+        """The checks; also records each object's images, from which make_batch draws the other views."""
+        super().use_data(data)
+        self.views_of = views_of(data)
 
     def make_batch(self, data: Dataset, idx: torch.Tensor) -> Batch:
         """Images idx (B,) and, per image, views - 1 other random views of its object: x (B, V, 3, S, S)
@@ -182,12 +186,12 @@ class NeRFLEBM(Method):
             out = out - z.pow(2).flatten(1).sum(1) / (2 * lat.sigma ** 2)
         return out
 
-    def steps_now(self, steps: int) -> int:
-        """K+ or K- at the current iteration: 0 before train.prior_start, then a linear ramp (authors' code)."""
+    def steps_now(self, steps: int, step: int) -> int:
+        """K+ or K- at training iteration `step`: 0 before train.prior_start, then a linear ramp (authors' code)."""
         t = self.preset.train
         if not t.ramp:
             return steps
-        return int(min(steps, max(0.0, steps * (self.step - t.prior_start) / t.ramp)))
+        return int(min(steps, max(0.0, steps * (step - t.prior_start) / t.ramp)))
 
     def prior_samples(self, num: int, steps: int | None = None, generator: torch.Generator | None = None,
                       nets: dict[str, nn.Module] | None = None) -> torch.Tensor:
@@ -272,14 +276,14 @@ class NeRFLEBM(Method):
         return torch.where(flip[..., None], turned, poses), head.sum(1), flip
 
     # ------------------------------------------------------------------------------ Algorithms 1 and 2
-    def train_step(self, batch: Batch, nets: dict[str, nn.Module]) -> tuple[dict, dict]:
+    def train_step(self, batch: Batch, nets: dict[str, nn.Module], step: int = 0) -> tuple[dict, dict]:
         inf, lat = self.preset.inference, self.preset.latents
         b, v = batch.x.shape[:2]
         pixels = self.random_pixels(b, v)
         losses, metrics = {}, {}
         poses = None
         if inf.kind == "mcmc":                                                   # step 4, Algorithm 1
-            z_pos = self.infer(batch, pixels, self.steps_now(inf.steps))
+            z_pos = self.infer(batch, pixels, self.steps_now(inf.steps, step))
             loglik = self.log_likelihood(nets["gen"], z_pos, batch, pixels)
             losses["gen"] = -loglik.mean()                                       # Eq. 3.9
         elif inf.kind == "persistent":                                           # one Adam step per chain
@@ -298,8 +302,8 @@ class NeRFLEBM(Method):
             metrics["kl"] = kl.detach().mean()
             z_pos = z_pos.detach()
         metrics["mse"] = -loglik.detach().mean() * 2 * inf.sigma_eps ** 2 / (inf.likelihood_scale * pixels[0].numel() * 3)
-        if self.step >= self.preset.train.prior_start:                           # steps 3, 5, 6
-            z_neg = self.prior_samples(lat.prior_samples, self.steps_now(lat.prior_steps), nets=self.nets)
+        if step >= self.preset.train.prior_start:                                # steps 3, 5, 6
+            z_neg = self.prior_samples(lat.prior_samples, self.steps_now(lat.prior_steps, step), nets=self.nets)
             for i, name in enumerate(("prior_s", "prior_a")):
                 if name in nets:
                     f_pos, f_neg = nets[name](z_pos[:, i]), nets[name](z_neg[:, i])
@@ -397,11 +401,12 @@ class NeRFLEBM(Method):
         depth = torch.cat(depth, 2).view(b, v, 1, s, s)
         return rgb, 1 / depth.clamp(min=self.preset.render.near)
 
-    def sample_levels(self, num: int, generator: torch.Generator | None = None, use_ema: bool = True,
-                      poses: torch.Tensor | None = None, **kw) -> list[torch.Tensor]:
+    def sample_levels(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
+                      use_ema: bool = True, poses: torch.Tensor | None = None) -> list[torch.Tensor]:
         """[images (num, 3, S, S) in model space, [-1, 1], like every method's samples; the renders
-        themselves are in [0, 1]]: z from the priors, a random pose each (or `poses` (num, 2))."""
-        z = self.prior_samples(num, generator=generator)
+        themselves are in [0, 1]]: z from the priors by `steps` Langevin steps (default K-), a random pose
+        each (or `poses` (num, 2))."""
+        z = self.prior_samples(num, steps, generator, nets=self.ema if use_ema else self.nets)
         poses = self.random_poses(num, generator) if poses is None else poses[:, None]
         return [2 * self.render_images(z, poses, use_ema)[0][:, 0] - 1]
 
@@ -431,6 +436,11 @@ class NeRFLEBM(Method):
 
     def preview(self, path: Path, generator: torch.Generator, data: Dataset) -> None:
         viz.save_grid(self.sample(self.preset.train.num_preview, generator), path)
+
+
+def views_of(data: Dataset) -> list[torch.Tensor]:
+    """Each object's image indices."""
+    return [torch.nonzero(data.objects == o).flatten() for o in range(int(data.objects.max()) + 1)]
 
 
 def pick(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebmkit.data import from_config, load_dataset
+from ebmkit.data import from_config, from_model_space, load_dataset
 from ebmkit.data.files import IMAGE_SETS as DOMAIN_SETS
 from ebmkit.data.files import builtin_spec, load_images, read_images
 from ebmkit.errors import EbmkitError
@@ -143,3 +143,35 @@ def held_out_size(builtin: str) -> int:
     """Size of a built-in set's test split: the default sample count of a domain-FID, so that the
     model's figure and the real-data baseline rest on equally many images (FID depends on it)."""
     return len(load_dataset(builtin, split="test"))
+
+
+def evaluate(method, samples: str | None, ref: str | None, num: int | None, features: str,
+             inception_weights: str | Path | None, device, batch_size: int = 256, steps: int | None = None,
+             seed: int = 0, progress: Progress | None = None) -> dict:
+    """`ebmkit eval fid`: the FID report of `num` samples of `method` (default 50,000, or for domain features
+    as many as the held-out split holds), or of the image set `samples`, against `ref` (default: the
+    model's training data)."""
+    images = None if samples is None else load_images(samples)
+    size = images.shape[-1] if method is None else method.shape[-1]
+    reference = resolve_reference(ref, None if method is None else method.preset.data, size)
+    space = feature_space(features, reference.builtin, size, device, inception_weights)
+    ref_stats = reference_stats(space, reference, batch_size)
+    if images is None:
+        num = num or (held_out_size(space.data) if hasattr(space, "data") else 50_000)
+        images = from_model_space(method.sample(num, torch.Generator(method.device).manual_seed(seed),
+                                                batch_size, progress, steps=steps))
+    return fid_report(space, images, ref_stats, batch_size)
+
+
+def write_stats(data: str, path: str | Path, features: str, image_size: int | None,
+                inception_weights: str | Path | None, device, batch_size: int = 256,
+                progress: Progress | None = None) -> FeatureStats:
+    """`ebmkit eval fid-stats`: reference statistics of an image set, written once to `path`."""
+    reference = resolve_reference(data, image_size=image_size)
+    if reference.stats_file is not None:
+        raise EbmkitError(f"{data} already holds statistics")
+    images = reference.images()
+    space = feature_space(features, reference.builtin, images.shape[-1], device, inception_weights)
+    stats = stats_of(space, images, reference.source, batch_size, progress)
+    save_stats(stats, path)
+    return stats

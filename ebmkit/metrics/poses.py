@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from ebmkit.errors import EbmkitError
 from ebmkit.nerf.camera import camera_position
 from ebmkit.nerf.vmf import angle_of, unit_of
 
@@ -79,6 +80,14 @@ def pose_report(pred: torch.Tensor, true: torch.Tensor) -> dict:
                                           "within_30deg": float((err <= 30).double().mean())},
             "alignment": {"offset_deg": math.degrees(offset), "reflected": reflected},
             "view_axis_r2": harmonic_r2(pred, az_true, 2), "azimuth_r2": harmonic_r2(pred, az_true, 1)}
+
+
+def model_pose_report(method, data, limit: int | None = None) -> dict:
+    """pose_report of the poses a NeRF-LEBM model infers for the first `limit` images of a posed set."""
+    if data.poses is None:
+        raise EbmkitError(f"data set {data.name!r} has no true camera poses to compare with")
+    n = len(data.x) if limit is None else min(limit, len(data.x))
+    return pose_report(method.infer_poses(data.x[:n].float() / 255), data.poses[:n].float())
 
 
 def to_model_frame(inferred: torch.Tensor, true: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""The preset schema of CDRL (thesis ch. 5): networks, noise levels, sampler, training."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
+
+from ebmkit.presets.base import DataConfig, Loop, PositiveFloat, PositiveInt, PresetBase, Rate, Strict, Unit
+
+
+class ResNetEBM(Strict):
+    """EBM of Tables 5.6 / 5.7."""
+
+    arch: Literal["resnet"]
+    channels: list[PositiveInt]           # channels per resolution; the stem conv has channels[0]
+    num_res_blocks: PositiveInt           # N of Table 5.7
+    temb_dim: PositiveInt                 # time embedding width (512, or 1024 for CDRL-large)
+    spectral_norm: bool = True
+
+
+class MLPEBM(Strict):
+    arch: Literal["mlp"]
+    hidden: PositiveInt = 128
+    num_blocks: PositiveInt = 3
+    temb_dim: PositiveInt = 128
+    spectral_norm: bool = True
+
+
+class UNetInit(Strict):
+    """Initializer U-Net (sec. 5.4.8.1): half-width DDPM U-Net, attention at 16x16 and 8x8."""
+
+    arch: Literal["unet"]
+    base_channels: PositiveInt = 64
+    channel_mult: list[PositiveInt] = [1, 1, 1]
+    num_res_blocks: PositiveInt = 3
+    attn_resolutions: list[PositiveInt] = [16, 8]
+    dropout: Unit = 0.1
+    temb_dim: PositiveInt = 256
+    num_heads: PositiveInt = 1
+
+
+class MLPInit(Strict):
+    arch: Literal["mlp"]
+    hidden: PositiveInt = 64
+    num_blocks: PositiveInt = 2
+    temb_dim: PositiveInt = 128
+
+
+class Diffusion(Strict):
+    num_levels: Annotated[int, Field(ge=2)] = 6   # T (sec. 5.4.8.3)
+    logsnr_max: float = 9.8                        # Eq. 5.17
+    logsnr_min: float = -5.1                       # Eq. 5.18
+    variance_reduction: bool = True                # Eq. 5.7
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.logsnr_min < self.logsnr_max:
+            raise ValueError("logsnr_min must be below logsnr_max")
+        return self
+
+
+class CDRLSampler(Strict):
+    steps: Annotated[int, Field(ge=0)] = 15        # K Langevin steps per level (sec. 5.4.8.2)
+    step_coef: PositiveFloat = 0.054               # Eq. 5.14
+    step_rule: Literal["eq5.14", "sigma"] = "eq5.14"  # "sigma": s_t^2 = c sigma_{t+1}^2 (authors' 2-D code)
+    noise_weight: Annotated[float, Field(ge=0)] = 1.0
+    tweedie_coef: Annotated[float, Field(ge=0)] = 2.0   # gradient factor of the final Eq. 5.16 step; 0 skips it
+    init_noise: bool = True                        # initializer proposals carry sigma-tilde noise (Eq. 5.4)
+    envelope: PositiveFloat | None = None                   # k: keep x_t within +-(abar_t + k sbar_t), where noised data
+                                                   # in [-1, 1] lies (a guard; unset in the thesis settings)
+
+
+class CDRLTrain(Loop):
+    lr: Rate = 1e-4                                # eta_theta (sec. 5.4.8.2)
+    init_lr: Rate = 1e-5                           # eta_phi
+    warmup: Annotated[int, Field(ge=0)] = 10_000   # Eq. 5.13
+    init_warmup_lead: Annotated[int, Field(ge=0)] = 500   # the initializer starts 500 iterations earlier
+    # Regression target of the initializer: "revised" = y-tilde (Eq. 5.6); "displacement" = y-tilde minus
+    # the proposal noise (authors' code): same expectation, lower variance.
+    init_target: Literal["revised", "displacement"] = "revised"
+    betas: tuple[Unit, Unit] = (0.9, 0.999)
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    ema: Unit = 0.9999                             # Table 5.7
+    grad_clip: PositiveFloat = 1.0
+
+
+class CDRLPreset(PresetBase):
+    conditional = True
+    method: Literal["cdrl"]
+    data: DataConfig
+    ebm: Annotated[ResNetEBM | MLPEBM, Field(discriminator="arch")]
+    init: Annotated[UNetInit | MLPInit, Field(discriminator="arch")]
+    diffusion: Diffusion = Diffusion()
+    sampler: CDRLSampler = CDRLSampler()
+    train: CDRLTrain
