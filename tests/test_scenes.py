@@ -9,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ebmkit.data.scene_files import cameras_to_poses, read_carla, read_srn_cars
 from ebmkit.data.scenes import (APPEARANCE_PARAMS, DISTINCT_ENDS_RANGES, ELEVATION_DEG, HEAD_LAMP, SHAPE_PARAMS,
-                                SHAPE_RANGES, TAIL_LAMP, load_scenes, read_carla, read_srn_cars, render,
-                                cameras_to_poses)
+                                SHAPE_RANGES, TAIL_LAMP, load_scenes, render)
 from ebmkit.data import load_dataset
 from ebmkit.data import scenes as scenes_module
 from ebmkit.errors import EbmkitError
 from ebmkit.metrics.fid import resolve_reference
 from ebmkit.metrics.novel_view import novel_view_psnr
 from ebmkit.nerf.camera import FOV_DEG, RADIUS, camera_position, look_at, pose_rays
-from ebmkit.presets import SceneData, load_preset
+from ebmkit.presets import load_preset
+from ebmkit.presets.nerf_lebm import SceneData
 
 OBJECTS, VIEWS = 12, 6
 

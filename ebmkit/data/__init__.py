@@ -10,7 +10,7 @@ from ebmkit.data.toy2d import sample_toy
 from ebmkit.errors import EbmkitError
 from ebmkit.inputs import BUILTIN, POINT_SETS, TOY_2D  # noqa: F401 (the names of the built-in sets live there)
 
-LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32")
+LOCAL: tuple[str, ...] = ("folder", "cifar10", "svhn", "celeba", "imagenet32", "carla", "srn_cars")  # read from data.path
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -96,24 +96,20 @@ def load_dataset(
         from ebmkit.data.scenes import load_scenes
 
         return load_scenes(split, image_size or 32, views, num_objects, masked, distinct_ends).to_dataset()
-    if name in ("carla", "srn_cars"):  # NeRF-LEBM's real data, from disk (sec. 3.5.1)
-        from ebmkit.data.scenes import read_carla, read_srn_cars
-
-        if path is None:
-            raise EbmkitError(f"{name} is read from disk: set data.path (see ebmkit.data.scenes for the layout)")
-        scenes = read_carla(path, image_size, num_objects) if name == "carla" else \
-            read_srn_cars(path, split, image_size, views, num_objects)
-        return (scenes.with_masks(seed) if masked else scenes).to_dataset()
     if name not in LOCAL:
-        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL + ('points', 'carla', 'srn_cars'))}")
+        raise EbmkitError(f"unknown data set {name!r}; choose one of {', '.join(BUILTIN + LOCAL + ('points',))}")
 
-    from ebmkit.data import images
+    from ebmkit.data import images, scene_files
 
+    expected = (images.EXPECTED | scene_files.EXPECTED)[name]
     if path is None:
-        raise EbmkitError(f"{name} is read from disk: set data.path to a directory with {images.EXPECTED[name]}")
+        raise EbmkitError(f"{name} is read from disk: set data.path to a directory with {expected}")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise EbmkitError(f"data.path {root} is not a directory: it should hold {images.EXPECTED[name]}")
+        raise EbmkitError(f"data.path {root} is not a directory: it should hold {expected}")
+    if name in scene_files.LOADERS:  # NeRF-LEBM's real data (sec. 3.5.1)
+        scenes = scene_files.LOADERS[name](root, split, image_size, views, num_objects)
+        return (scenes.with_masks(seed) if masked else scenes).to_dataset()
     return images.LOADERS[name](root, split, image_size)
 
 

@@ -17,7 +17,7 @@ from ebmkit.errors import EbmkitError
 from ebmkit.presets.base import Strict
 from ebmkit.presets.cdrl import CDRLPreset
 from ebmkit.presets.coopflow import CoopFlowPreset
-from ebmkit.presets.nerf_lebm import NeRFLEBMPreset, SceneData  # noqa: F401 (SceneData: the scenes' data section)
+from ebmkit.presets.nerf_lebm import NeRFLEBMPreset
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
 SCHEMAS: dict[str, type[BaseModel]] = {"cdrl": CDRLPreset, "coopflow": CoopFlowPreset, "nerf_lebm": NeRFLEBMPreset}

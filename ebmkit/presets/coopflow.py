@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
+from pydantic import Field, NonNegativeInt, model_validator
 
 from ebmkit.presets.base import DataConfig, Loop, PositiveFloat, PositiveInt, PresetBase, Rate, Strict, Unit
 
