@@ -1,5 +1,8 @@
-"""What the benchmark scripts share: running `ebmkit` commands as a user would, and where results go."""
+"""What the benchmark scripts share: running `ebmkit` commands as a user would, where results go, and the
+`--quick` mode every script has (tiny settings that check it runs end to end; tests/test_benchmarks.py
+runs each one; their results land under --out, never in benchmarks/results)."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -13,3 +16,14 @@ def ebmkit(*args) -> str:
     if proc.returncode != 0:
         sys.exit(f"ebmkit {' '.join(map(str, args))} failed: {proc.stderr.strip()}")
     return proc.stdout
+
+
+def arguments(parser: argparse.ArgumentParser, out: str) -> argparse.Namespace:
+    """Adds --out (runs; default `out`) and --quick to a script's parser; `results` is where its results go:
+    benchmarks/results, or with --quick OUT/results."""
+    parser.add_argument("--out", default=out, help=f"Folder for the runs (default {out}).")
+    parser.add_argument("--quick", action="store_true", help="Tiny settings, to check that the script runs (results under --out).")
+    args = parser.parse_args()
+    args.results = Path(args.out) / "results" if args.quick else RESULTS
+    args.results.mkdir(parents=True, exist_ok=True)
+    return args

@@ -1,12 +1,12 @@
 """Sanity of the digits domain-FID: a second draw of real digits against blurred digits and noise.
 
-    python benchmarks/domain_fid.py     # prints a table, writes benchmarks/results/domain_fid.json
+    python benchmarks/domain_fid.py [--quick]    # prints a table, writes benchmarks/results/domain_fid.json
 
 Reference: the 1,500 training digits. Every other set has 297 images (the size of the test split).
 """
 
+import argparse
 import json
-from pathlib import Path
 
 import torch
 from torchvision.transforms.functional import gaussian_blur
@@ -16,8 +16,11 @@ from ebmkit.metrics.domain import DomainFeatures
 from ebmkit.metrics.fid import stats_of
 from ebmkit.metrics.frechet import frechet_distance
 
+from cli import arguments
+
 
 def main() -> None:
+    args = arguments(argparse.ArgumentParser(), "runs/domain-fid")  # --quick: the same, results under --out
     space = DomainFeatures("digits", 8)
     ref = stats_of(space, load_dataset("digits", split="train").x, "digits:train")
     test = load_dataset("digits", split="test").x
@@ -33,8 +36,7 @@ def main() -> None:
     print(f"{'set (297 images)':40s} {'domain-FID':>10s} {'p>=0.9':>8s}")
     for name, r in rows.items():
         print(f"{name:40s} {r['domain_fid']:10.2f} {r['confident']:8.1%}")
-    out = Path(__file__).parent / "results" / "domain_fid.json"
-    out.write_text(json.dumps({"classifier_test_accuracy": space.test_accuracy, "reference": "digits:train",
+    (args.results / "domain_fid.json").write_text(json.dumps({"classifier_test_accuracy": space.test_accuracy, "reference": "digits:train",
                                "sets": rows}, indent=2) + "\n")
 
 

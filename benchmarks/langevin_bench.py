@@ -1,6 +1,6 @@
-"""Langevin sampling speed, measured in one run; prints ratios and writes benchmarks/results/langevin.json.
+"""Langevin sampling speed, measured in one run; prints ratios and writes benchmarks/results/langevin_<device>.json.
 
-    OMP_NUM_THREADS=2 python benchmarks/langevin_bench.py [--device cuda] [--quick]
+    OMP_NUM_THREADS=2 python benchmarks/langevin_bench.py [--device cuda] [--rounds 5] [--quick]
 
 1. Sampler overhead: K Langevin steps through ebmkit.langevin, divided by K forward+backward passes of
    the same energy network on the same batch (the floor of gradient-based MCMC).
@@ -11,7 +11,8 @@
    8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so; on CUDA with the torch
    update, the Triton kernel, kernel + CUDA graphs, and + bf16 autocast.
 Run it on an otherwise idle machine: the ratios compare timings taken seconds apart (the three
-timings of a ratio take turns, best of the rounds).
+timings of a ratio take turns, best of the rounds). --quick checks that the script runs: one round, the
+small networks, Table 5.8 at batch 1 and 3 steps, results under --out.
 """
 
 import argparse
@@ -28,7 +29,7 @@ from ebmkit.methods import build_method
 from ebmkit.nets import EBMMLP, EBMResNet
 from ebmkit.presets import load_preset
 
-RESULTS = Path(__file__).parent / "results"
+from cli import arguments
 
 
 def best_times(fns: dict, repeats: int, device) -> dict[str, float]:
@@ -84,7 +85,7 @@ def chain_timings(net, shape, batch: int, steps: int, repeats: int, device) -> d
     return best_times({"engine": engine, "plain_loop": plain_loop, "forward_backward": floor}, repeats, device)
 
 
-def table_5_8(device, batch: int, repeats: int) -> dict[str, dict[str, float]]:
+def table_5_8(device, batch: int, repeats: int, steps: tuple[int, ...] = (15, 8, 5, 3)) -> dict[str, dict[str, float]]:
     """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3; on
     CUDA for each execution variant: the torch update, the Triton kernel, + CUDA graphs, + bf16 autocast."""
     variants = {"torch": ("torch", False, "none")}
@@ -97,7 +98,7 @@ def table_5_8(device, batch: int, repeats: int) -> dict[str, dict[str, float]]:
         preset = load_preset("cdrl-cifar10", [f"speed.cuda_graphs={str(graphs).lower()}", f"speed.autocast={autocast}"])
         method = build_method(preset, (3, 32, 32), device)
         out[name] = {}
-        for k in (15, 8, 5, 3):
+        for k in steps:
             g = torch.Generator(device).manual_seed(0)
             seconds = best_time(lambda: method.sample_levels(batch, g, steps=k), repeats, device)
             out[name][f"6x{k}"] = seconds * 100 / batch
@@ -128,17 +129,17 @@ def scaling_plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller Table 5.8 batch")
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=5, help="Timed rounds after a warm-up round; the best counts.")
+    args = arguments(parser, "runs/langevin-bench")
     device = torch.device(args.device)
     torch.manual_seed(0)
-    repeats = 2 if args.quick else 5
+    repeats = 1 if args.quick else args.rounds
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     report = {"device": name, "overhead": {}, "scaling": []}
 
     print(f"device: {name}")
     print(f"{'network':34s} {'batch':>5s} {'K':>3s} {'engine s':>9s} {'floor s':>8s} {'overhead':>8s} {'vs plain':>8s}")
-    for label, (net, shape) in energy_networks(device).items():
+    for label, (net, shape) in list(energy_networks(device).items())[:2 if args.quick else None]:
         batch = 16 if len(shape) == 3 and shape[-1] == 32 else 256
         t = chain_timings(net, shape, batch, 15, repeats, device)
         row = {**t, "batch": batch, "steps": 15, "overhead": t["engine"] / t["forward_backward"],
@@ -149,20 +150,21 @@ def main() -> None:
 
     net = EBMResNet(3, [32, 64, 64], 1, 128).to(device).eval().requires_grad_(False)
     print("\nscaling (small 3-level EBM): seconds for K steps")
-    for k, batch, res in [(5, 16, 16), (15, 16, 16), (30, 16, 16), (15, 4, 16), (15, 64, 16), (15, 16, 8), (15, 16, 32)]:
+    configs = [(5, 16, 16), (15, 16, 16), (30, 16, 16), (15, 4, 16), (15, 64, 16), (15, 16, 8), (15, 16, 32)]
+    for k, batch, res in configs[:2] if args.quick else configs:
         t = chain_timings(net, (3, res, res), batch, k, repeats, device)["engine"]
         report["scaling"].append({"steps": k, "batch": batch, "resolution": res, "seconds": t})
         print(f"K={k:3d} batch={batch:3d} {res}x{res}: {t:.4f} s")
 
-    batch = 4 if device.type == "cpu" else 100
-    report["table_5_8"] = {"batch": batch, "seconds_per_100": table_5_8(device, batch, 1 if args.quick else 2)}
+    batch = 1 if args.quick else 4 if device.type == "cpu" else 100
+    report["table_5_8"] = {"batch": batch, "seconds_per_100": table_5_8(device, batch, 1 if args.quick else 2,
+                                                                        (3,) if args.quick else (15, 8, 5, 3))}
     note = f" (batch {batch}, scaled to 100)" if batch != 100 else ""
     print(f"\nTable 5.8, cdrl-cifar10 networks, seconds per 100 samples{note}:")
     for variant, row in report["table_5_8"]["seconds_per_100"].items():
         print(f"  {variant:20s} " + ", ".join(f"{k}: {v:.2f}" for k, v in row.items()))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"langevin_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
-    scaling_plot(report["scaling"], RESULTS / f"langevin_{device.type}_scaling.png")
+    (args.results / f"langevin_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
+    scaling_plot(report["scaling"], args.results / f"langevin_{device.type}_scaling.png")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ for every model) and renders the others; an object's PSNR is the mean
 over its unseen views. Prints each model's mean and, against the first model, the mean paired difference
 with its standard error and how many objects the first model wins. With
 `--masked` the given views have a rectangle hidden (sec. 3.5.7) and every view is scored against the
-complete image. Writes benchmarks/results/nerf_novel_views_{shots}shot[_masked].json, or --out.
+complete image. Writes benchmarks/results/nerf_novel_views_{shots}shot[_masked].json, or --report.
 """
 
 import argparse
@@ -22,6 +22,8 @@ from ebmkit.data.scenes import load_scenes
 from ebmkit.methods import load_model
 from ebmkit.metrics.novel_view import novel_view_psnr
 from ebmkit.metrics.psnr import psnr
+
+from cli import arguments
 
 
 def per_object_psnr(path: str, objects: int, shots: int, steps: int | None, seed: int, masked: bool) -> torch.Tensor:
@@ -42,9 +44,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="inference steps (default: each preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--masked", action="store_true", help="given views with a hidden rectangle (sec. 3.5.7)")
-    parser.add_argument("--out", default=None, help="JSON report (default: "
+    parser.add_argument("--report", default=None, help="JSON report (default: "
                         "benchmarks/results/nerf_novel_views_{shots}shot[_masked].json)")
-    args = parser.parse_args()
+    args = arguments(parser, "runs/nerf-novel-views")
+    if args.quick:  # one object from one view, 2 inference steps
+        args.objects, args.shots, args.steps = 1, 1, 2
     scores = {m: per_object_psnr(m, args.objects, args.shots, args.steps, args.seed, args.masked) for m in args.models}
     first = scores[args.models[0]]
     report = {"objects": len(first), "shots": args.shots, "masked": args.masked, "steps": args.steps, "seed": args.seed,
@@ -61,9 +65,8 @@ def main() -> None:
                      f"first better on {row['first_wins']}/{len(d)}")
         report["models"][m] = row
         print(line, flush=True)
-    default = Path(__file__).parent / "results" / f"nerf_novel_views_{args.shots}shot{'_masked' if args.masked else ''}.json"
-    out = Path(args.out) if args.out else default
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    default = args.results / f"nerf_novel_views_{args.shots}shot{'_masked' if args.masked else ''}.json"
+    (Path(args.report) if args.report else default).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ also measured with the first SHORT steps of their chains only: where the flow's 
 CoopFlow adds (Table 4.9).
 Cells merge into benchmarks/results/toy_matrix.json, so the matrix can run in parts; the picture
 benchmarks/results/toy_matrix.png (a row per data set: data, then each method's seed-0 samples) is
-drawn from the samples in --out. --quick trains 200 iterations and writes under --out only.
+drawn from the samples in --out. --quick checks that it runs: the checkerboard, seed 0, 20 iterations,
+MMD of 200 samples in 2 comparisons, results under --out.
 """
 
 import argparse
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli import RESULTS
+from cli import arguments
 
 SETS = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
 PRESETS = {"cdrl": "cdrl-points", "coopflow": "coopflow-points", "flow": "coopflow-points-flow",
@@ -41,6 +42,7 @@ LANGEVIN_DRIVEN = ("coopflow", "langevin", "langevin_n01")
 BARS = {"cdrl": 1.5, "coopflow": 2.0}  # squared-MMD ratio at most this, on every set and seed
 SHORT = 10  # test-time Langevin steps of the short-chain comparison (a third of the recipes' T = 30; Table 4.9)
 REPEATS = 16  # comparisons per MMD ratio: exact draws of 8gaussians read 1.00 +- 0.12 (+- 0.21 with 4)
+QUICK = {"coopflow": ["train.pretrain_iterations=5", "train.warmup_iterations=5"]}  # --quick: phases within 20 iterations
 
 
 def run(args: list, threads: int) -> subprocess.CompletedProcess:
@@ -61,7 +63,7 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
     """Train one preset on one data set with one seed (or continue its run, with resume) and measure it."""
     run_dir = out / data / method / f"seed{seed}"
     sets = VARIANTS.get(method, []) + [f'data.name="{data}"', f"train.seed={seed}"] + \
-        (["train.iterations=200"] if quick else [])
+        (["train.iterations=20", *QUICK.get(method, [])] if quick else [])
     resumed = resume and resumable(run_dir, PRESETS[method], sets)
     tic = time.time()
     trained = run(["train", "--resume", run_dir, "--quiet"] if resumed else
@@ -77,7 +79,8 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
               "error": trained.stderr.strip().splitlines()[-1] if trained.returncode else None}
     model = run_dir / "model.safetensors"
     if model.is_file():
-        measure = ["eval", "mmd", "--model", model, "--num", 5000, "--seed", seed, "--repeats", REPEATS, "--json"]
+        measure = ["eval", "mmd", "--model", model, "--num", 200 if quick else 5000, "--seed", seed,
+                   "--repeats", 2 if quick else REPEATS, "--json"]
         report = run(measure, threads)
         if report.returncode == 0:
             r = json.loads(report.stdout)
@@ -164,24 +167,24 @@ def figure(out: Path, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--sets", default=None, help=f"Default: {','.join(SETS)} (--quick: checkerboard).")
+    parser.add_argument("--seeds", default=None, help="Default: 0,1,2 (--quick: 0).")
     parser.add_argument("--methods", default=",".join(PRESETS))
     parser.add_argument("--jobs", type=int, default=2, help="Cells trained at once.")
-    parser.add_argument("--threads", type=int, default=None, help="Threads per cell [default: CPU cores / jobs].")
-    parser.add_argument("--out", default="runs/toy-matrix")
-    parser.add_argument("--quick", action="store_true", help="200 iterations; results under --out only.")
+    parser.add_argument("--threads", type=int, default=None, help="Threads per cell (default: CPU cores / jobs).")
     parser.add_argument("--resume", action="store_true",
                         help="Continue the runs in --out made with the same preset (finished ones are only re-measured).")
-    args = parser.parse_args()
+    args = arguments(parser, "runs/toy-matrix")
     out = Path(args.out)
-    sets, methods = args.sets.split(","), args.methods.split(",")
+    sets = (args.sets or ("checkerboard" if args.quick else ",".join(SETS))).split(",")
+    seeds = (args.seeds or ("0" if args.quick else "0,1,2")).split(",")
+    methods = args.methods.split(",")
     unknown = [s for s in sets if s not in SETS] + [m for m in methods if m not in PRESETS]
     if unknown:
         sys.exit(f"unknown data set or method: {', '.join(unknown)} (sets: {', '.join(SETS)}; methods: {', '.join(PRESETS)})")
-    todo = [(d, m, int(s)) for d in sets for s in args.seeds.split(",") for m in methods]
+    todo = [(d, m, int(s)) for d in sets for s in seeds for m in methods]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    json_path = out / "toy_matrix.json" if args.quick else RESULTS / "toy_matrix.json"
+    json_path = args.results / "toy_matrix.json"
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"cells": {}}
     tic = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -200,7 +203,7 @@ def main() -> None:
     failures = [f"{k}: ratio {v.get('ratio')}" for k, v in results["cells"].items()
                 if v["preset"] in (PRESETS["cdrl"], PRESETS["coopflow"]) and not (v.get("ratio", 1e9) <= BARS[k.split("/")[1]])]
     print("bars met in every cell" if not failures else "above the bar: " + "; ".join(failures))
-    figure(out, out / "toy_matrix.png" if args.quick else RESULTS / "toy_matrix.png")
+    figure(out, args.results / "toy_matrix.png")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,42 @@ ROOT = Path(__file__).resolve().parents[1]
 # Domain classifiers are trained once per test session into a fresh cache (subprocesses inherit it).
 os.environ["EBMKIT_CACHE"] = tempfile.mkdtemp(prefix="ebmkit-cache-")
 atexit.register(shutil.rmtree, os.environ["EBMKIT_CACHE"], True)
-# A tiny, fast CDRL configuration on the checkerboard for loop, CLI and resume tests.
-TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1", "sampler.steps=2",
-        "train.batch_size=32", "data.num_points=2000", "train.log_every=5", "train.sample_every=1000",
-        "train.warmup=10", "train.init_warmup_lead=1"]
+# The smallest networks and runs of every kind of preset, in one place (tiny): tests run the real code paths
+# in seconds. Runs train a few iterations; a test adds what it needs after them (later --set values win).
+TINY = {
+    "cdrl-points": ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1", "sampler.steps=2",
+                    "train.batch_size=32", "data.num_points=2000", "train.log_every=5", "train.sample_every=1000",
+                    "train.warmup=10", "train.init_warmup_lead=1"],
+    "cdrl-images": ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
+                    "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "sampler.steps=2",
+                    "train.batch_size=16", "train.iterations=3", "train.sample_every=3", "train.log_every=1"],
+    "coopflow-points": ["flow.hidden=16", "flow.num_couplings=2", "ebm.hidden=16", "ebm.num_layers=2",
+                        "langevin.steps=3", "train.batch_size=32", "data.num_points=640", "train.log_every=1",
+                        "train.sample_every=1000", "train.ckpt_every=1000", "train.pretrain_iterations=0",
+                        "train.warmup_iterations=0"],
+    "coopflow-images": ["flow.num_channels=8", "flow.num_blocks=1", "flow.num_components=2", "flow.num_heads=1",
+                        "flow.num_dequant_blocks=1", "flow.scales=[[0, 2], [2, 1]]", "ebm.channels=[8, 16]",
+                        "ebm.head_channels=4", "langevin.steps=2", "train.pretrain_iterations=0",
+                        "train.warmup_iterations=0", "train.iterations=3", "train.batch_size=16", "train.log_every=1",
+                        "train.sample_every=1000"],
+    "nerf": ["generator.width=16", "generator.depth=2", "generator.skip=1", "generator.freqs_xyz=2",
+             "generator.freqs_dir=1", "generator.map_hidden=16", "generator.map_out=8", "render.num_samples=6",
+             "render.rays_per_image=16", "latents.dim=4", "latents.prior_steps=2", "latents.prior_samples=4",
+             "data.num_objects=6", "data.views=3", "train.batch_size=4", "train.iterations=2", "train.log_every=1",
+             "train.sample_every=1000", "inference.test_steps=2", "train.num_preview=4"],
+    "nerf-ebm-priors": ["latents.shape.hidden=8", "latents.appearance.hidden=8"],
+}
+
+
+def tiny(preset: str, *extra: str) -> list[str]:
+    """The --set overrides that make `preset` tiny (by its kind: the names of the shipped presets say it),
+    then `extra`. Sections a mode lacks are left out (CoopFlow's flow alone has no EBM)."""
+    if preset.startswith("nerf"):
+        return TINY["nerf"] + (TINY["nerf-ebm-priors"] if preset.startswith("nerf-lebm-scenes") else []) + list(extra)
+    method, points = preset.split("-")[0], "-points" in preset
+    overrides = TINY[f"{method}-{'points' if points else 'images'}"]
+    absent = ("ebm.", "langevin.") if preset.endswith("-flow") else ("flow.",) if preset.endswith("-langevin") else ()
+    return [o for o in overrides if not o.startswith(absent)] + list(extra)
 
 
 def set_args(overrides):
@@ -38,26 +70,38 @@ def ebmkit(*args, check=False, timeout=300, env=None):
     return proc
 
 
-DIGITS_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
-               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "sampler.steps=2",
-               "train.batch_size=16", "train.iterations=3", "train.sample_every=3", "train.log_every=1"]
-
-
 @pytest.fixture(scope="session")
 def points_model(tmp_path_factory):
     run = tmp_path_factory.mktemp("pts") / "run"
     from ebmkit.presets import load_preset
     from ebmkit.train import train
 
-    train(load_preset("cdrl-points", TINY + ["train.iterations=4"]), run, quiet=True)
+    train(load_preset("cdrl-points", tiny("cdrl-points", "train.iterations=4")), run, quiet=True)
     return run / "model.safetensors"
 
 
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory):
     run = tmp_path_factory.mktemp("dig") / "run"
-    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", run, "--quiet", *set_args(DIGITS_TINY), check=True)
+    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", run, "--quiet", *set_args(tiny("cdrl-digits")), check=True)
     assert (run / "samples" / "step_0000003.png").is_file()
+    return run / "model.safetensors"
+
+
+@pytest.fixture(scope="session")
+def coopflow_digits(tmp_path_factory):
+    """A tiny CoopFlow digits model after 3 iterations, through the CLI."""
+    run = tmp_path_factory.mktemp("coopflow-digits") / "run"
+    ebmkit("train", "--preset", "coopflow-digits", "--run-dir", run, "--quiet", *set_args(tiny("coopflow-digits")), check=True)
+    return run / "model.safetensors"
+
+
+@pytest.fixture(scope="session")
+def nerf_model(tmp_path_factory):
+    """A tiny NeRF-LEBM model (persistent MCMC, EBM priors) after 2 iterations, through the CLI."""
+    run = tmp_path_factory.mktemp("nerf") / "run"
+    ebmkit("train", "--preset", "nerf-lebm-scenes", "--run-dir", run, "--quiet", *set_args(tiny("nerf-lebm-scenes")),
+           check=True)
     return run / "model.safetensors"
 
 
@@ -99,18 +143,12 @@ def stub_inception(tmp_path_factory):
     return path
 
 
-SHAPES_TINY = ["ebm.channels=[8, 16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=8",
-               "init.channel_mult=[1, 2]", "init.num_res_blocks=1", "init.temb_dim=32", "init.attn_resolutions=[]",
-               "sampler.steps=2", "train.batch_size=16", "train.iterations=2", "train.sample_every=2",
-               "train.log_every=1"]
-
-
 @pytest.fixture(scope="session")
 def shapes_models(tmp_path_factory):
-    """Tiny class-conditional and attribute-conditional shapes models (2 iterations each)."""
+    """Tiny class-conditional and attribute-conditional shapes models (3 iterations each)."""
     out = {}
     for preset in ("cdrl-shapes-cond", "cdrl-shapes-compose"):
         run = tmp_path_factory.mktemp(preset) / "run"
-        ebmkit("train", "--preset", preset, "--run-dir", run, "--quiet", *set_args(SHAPES_TINY), check=True)
+        ebmkit("train", "--preset", preset, "--run-dir", run, "--quiet", *set_args(tiny(preset)), check=True)
         out[preset] = run / "model.safetensors"
     return out

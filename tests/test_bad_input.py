@@ -14,13 +14,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import TINY
+from conftest import tiny
 from ebmkit.cli import main
 from ebmkit.presets import load_preset
 from ebmkit.rundir import RunLock
 from ebmkit.train import train
-from test_coopflow import TINY_IMAGE
-from test_nerf_lebm import TINY as NERF_TINY, TINY_EBM
 
 
 def _craft(src, dst, edit_meta=None, edit_stored=None, edit_tensors=None):
@@ -51,21 +49,15 @@ def _set(path, value):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, digits_model, shapes_models):
+def world(tmp_path_factory, digits_model, shapes_models, coopflow_digits, nerf_model):
     """Every model and input file the table refers to, by placeholder name."""
     root = tmp_path_factory.mktemp("bad")
     torch.manual_seed(0)
-    runs = {}
-    for name, preset, overrides in (
-            ("P", "cdrl-points", TINY + ["train.iterations=4", "train.ckpt_every=2"]),
-            ("C", "coopflow-digits", TINY_IMAGE + ["train.iterations=2", "train.batch_size=16", "train.log_every=1",
-                                                   "train.sample_every=1000"]),
-            ("N", "nerf-lebm-scenes", NERF_TINY + TINY_EBM)):
-        train(load_preset(preset, overrides), root / name, quiet=True)
-        runs[name] = root / name
-    w = {"P": runs["P"] / "model.safetensors", "C": runs["C"] / "model.safetensors",
-         "N": runs["N"] / "model.safetensors", "D": digits_model, "S": shapes_models["cdrl-shapes-cond"],
-         "A": shapes_models["cdrl-shapes-compose"], "T": root / "tmp", "RUN": runs["P"]}
+    runs = {"P": root / "P"}  # a run directory of its own, to resume and lock
+    train(load_preset("cdrl-points", tiny("cdrl-points", "train.iterations=4", "train.ckpt_every=2")), runs["P"], quiet=True)
+    w = {"P": runs["P"] / "model.safetensors", "C": coopflow_digits, "N": nerf_model, "D": digits_model,
+         "S": shapes_models["cdrl-shapes-cond"], "A": shapes_models["cdrl-shapes-compose"], "T": root / "tmp",
+         "RUN": runs["P"]}
     w["T"].mkdir()
     f = root / "files"
     f.mkdir()

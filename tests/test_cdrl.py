@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
+from conftest import tiny
 from ebmkit.methods import Batch, build_method
 from ebmkit.presets import load_preset
 
-TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1", "sampler.steps=3"]
+TINY = tiny("cdrl-points", "sampler.steps=3")  # K = 3 for the fast-sampling check
 
 
 class Quadratic(torch.nn.Module):
@@ -115,7 +116,16 @@ def test_sampling_shapes_steps_and_labels(cdrl):
     a = cdrl.sample(10, torch.Generator().manual_seed(3), batch_size=4)
     b = cdrl.sample(10, torch.Generator().manual_seed(3), batch_size=4)
     assert a.shape == (10, 2) and torch.equal(a, b)
-    assert cdrl.sample(4, g, steps=0).shape == (4, 2)  # initializer only
+
+
+def test_zero_steps_samples_with_the_initializer_alone(cdrl, monkeypatch):
+    """steps=0 is Algorithm 5 without its Langevin refinement: the same draws as a sampler whose Eq. 5.3 step
+    returns the initializer's proposal unchanged."""
+    alone = cdrl.sample(6, torch.Generator().manual_seed(4), steps=0)
+    monkeypatch.setattr(cdrl, "refine", lambda ebm, y, *rest: y)
+    assert torch.equal(alone, cdrl.sample(6, torch.Generator().manual_seed(4)))
+    monkeypatch.undo()
+    assert not torch.equal(alone, cdrl.sample(6, torch.Generator().manual_seed(4)))  # the refinement moves them
 
 
 def test_fast_sampling_scales_step_size(cdrl, monkeypatch):

@@ -3,18 +3,18 @@
 import pytest
 import torch
 
+from conftest import tiny
 from ebmkit import checkpoint
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model, save_model
 from ebmkit.presets import load_preset
 
-TINY = ["ebm.hidden=16", "ebm.num_blocks=1", "init.hidden=16", "init.num_blocks=1"]
 
 
 @pytest.fixture
 def method():
     torch.manual_seed(0)
-    return build_method(load_preset("cdrl-points", TINY), (2,))
+    return build_method(load_preset("cdrl-points", tiny("cdrl-points")), (2,))
 
 
 def test_model_round_trip(tmp_path, method):

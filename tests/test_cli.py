@@ -10,7 +10,8 @@ from PIL import Image
 from conftest import ebmkit
 from ebmkit import checkpoint
 from ebmkit.cli import main
-from ebmkit.metrics.points import REPEATS
+from ebmkit.methods import load_model
+from ebmkit.metrics.points import REPEATS, points_report
 
 def one_line_error(proc, code, pattern):
     assert proc.returncode == code, proc.stderr
@@ -49,7 +50,10 @@ def test_sample_points(points_model, tmp_path):
     report = json.loads(ebmkit("eval", "mmd", "--model", points_model, "--num", 200, "--json", check=True).stdout)
     assert report["num"] == 200 and len(report["mmd2_model"]) == len(report["bandwidths"]) == 5
     assert report["repeats"] == REPEATS  # the CLI's default is the library's
-    assert report["ratio"] > 0 and 0 <= report["on_squares"] <= 1 and report["on_squares_data"] == 1.0
+    method, _ = load_model(points_model)
+    library = points_report(method, 200, 0)  # the command reports what the library computes
+    assert report["ratio"] == pytest.approx(library["ratio"], rel=1e-5)
+    assert report["on_squares"] == pytest.approx(library["on_squares"]) and report["on_squares_data"] == 1.0
 
 
 def test_sample_images(digits_model, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ebmkit, set_args
+from conftest import ebmkit, set_args, tiny
 from ebmkit import checkpoint
 from ebmkit.data import Dataset
 from ebmkit.errors import EbmkitError
@@ -21,14 +21,7 @@ from ebmkit.runtime import Ranks
 from ebmkit.train import Trainer, train
 
 THESIS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "thesis.md"
-TINY_FLOW = ["flow.hidden=16", "flow.num_couplings=2"]
-TINY_EBM = ["ebm.hidden=16", "ebm.num_layers=2", "langevin.steps=3"]
-TINY_RUN = ["train.batch_size=32", "data.num_points=640", "train.log_every=1", "train.sample_every=1000",
-            "train.ckpt_every=1000"]
-TINY_2D = TINY_FLOW + TINY_EBM + TINY_RUN + ["train.pretrain_iterations=0", "train.warmup_iterations=0"]
-TINY_IMAGE = ["flow.num_channels=8", "flow.num_blocks=1", "flow.num_components=2", "flow.num_heads=1",
-              "flow.num_dequant_blocks=1", "flow.scales=[[0, 2], [2, 1]]", "ebm.channels=[8, 16]",
-              "ebm.head_channels=4", "langevin.steps=2", "train.pretrain_iterations=0", "train.warmup_iterations=0"]
+TINY_2D, TINY_IMAGE = tiny("coopflow-points"), tiny("coopflow-digits")
 
 # Table 4.4, transcribed: (T, step size train, step size test, epochs pretrain / warm-up / CoopFlow).
 TABLE_4_4 = {
@@ -246,7 +239,8 @@ def test_the_flow_pretrains_at_its_own_rate():
 
 def test_training_can_start_from_a_flow_trained_elsewhere(tmp_path):
     """CoopFlow(Pre) from a given pre-trained flow: train.flow_from copies a flow run's flow and its EMA."""
-    train(load_preset("coopflow-points-flow", TINY_FLOW + TINY_RUN + ["train.iterations=3"]), tmp_path / "flow", quiet=True)
+    train(load_preset("coopflow-points-flow", tiny("coopflow-points-flow", "train.iterations=3")), tmp_path / "flow",
+          quiet=True)
     source = tmp_path / "flow" / "model.safetensors"
     stored = checkpoint.read_safetensors(source)[0]
     trainer = Trainer(load_preset("coopflow-points", TINY_2D + ["train.iterations=2", f"train.flow_from='{source}'"]),
@@ -288,7 +282,7 @@ def test_resume_keeps_the_initialisation_and_is_exact(tmp_path):
 
 @pytest.mark.parametrize("mode", ["flow", "langevin"])
 def test_baseline_modes_build_only_what_they_need(mode):
-    m = method_of(f"coopflow-points-{mode}", (TINY_FLOW if mode == "flow" else TINY_EBM) + TINY_RUN)
+    m = method_of(f"coopflow-points-{mode}", tiny(f"coopflow-points-{mode}"))
     need = {"flow": {"flow"}, "langevin": {"ebm"}}[mode]
     assert set(m.nets) == need and set(m.optim_specs()) == need
     losses, metrics = m.train_step(points(), dict(m.nets.items()))
@@ -303,8 +297,8 @@ def test_baseline_modes_build_only_what_they_need(mode):
 
 def test_the_langevin_flow_alone_can_start_from_the_gaussian_reference():
     """Sec. 4.3.3's short-run EBM: Eq. 4.9 with q_0 = N(0, I), its chains started from q_0."""
-    m = method_of("coopflow-points-langevin", TINY_EBM + TINY_RUN + ['langevin.start="gaussian"',
-                                                                    'ebm.reference="gaussian"'])
+    m = method_of("coopflow-points-langevin", tiny("coopflow-points-langevin", 'langevin.start="gaussian"',
+                                                   'ebm.reference="gaussian"'))
     levels = m.sample_levels(64, torch.Generator().manual_seed(0))
     assert torch.equal(levels[0], torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
 

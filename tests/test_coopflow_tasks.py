@@ -6,24 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ebmkit, set_args
+from conftest import ebmkit, tiny
 from ebmkit.methods import load_model
-from test_coopflow import TINY_IMAGE, digits_like, method_of
-
-
-@pytest.fixture(scope="module")
-def coopflow_digits(tmp_path_factory):
-    """A CoopFlow digits model after a few iterations, through the CLI."""
-    run = tmp_path_factory.mktemp("coopflow-digits")
-    ebmkit("train", "--preset", "coopflow-digits", "--run-dir", run, "--quiet",
-           *set_args(TINY_IMAGE + ["train.iterations=3", "train.batch_size=16", "train.log_every=1"]), check=True)
-    return run / "model.safetensors"
+from test_coopflow import digits_like, method_of
 
 
 def initialised(mode="coopflow"):
     name = "coopflow-digits" + ("" if mode == "coopflow" else f"-{mode}")
-    absent = {"coopflow": (), "flow": ("ebm.", "langevin."), "langevin": ("flow.",)}[mode]
-    m = method_of(name, [o for o in TINY_IMAGE if not o.startswith(absent)], (1, 8, 8))
+    m = method_of(name, tiny(name), (1, 8, 8))
     if "flow" in m.nets:
         m.initialize_flow(digits_like(8).x)
     return m

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DIGITS_TINY, TINY, ebmkit, set_args
-from ebmkit.data import load_dataset, to_model_space
+from conftest import ebmkit, set_args, tiny
+from ebmkit.data import from_config, load_dataset, to_model_space
+from ebmkit.methods import load_model
+from ebmkit.metrics.evaluate import make_evaluator
+from ebmkit.metrics.points import points_report
 from ebmkit.viz import save_images
 
 
@@ -109,14 +112,21 @@ def records(run_dir, event):
 
 def test_eval_every_points(tmp_path):
     ebmkit("train", "--preset", "cdrl-points", "--run-dir", tmp_path / "r", "--quiet", "--eval-every", 4,
-           *set_args(TINY + ["train.iterations=10", "train.eval_num=200"]), check=True)
+           *set_args(tiny("cdrl-points", "train.iterations=10", "train.eval_num=200")), check=True)
     evals = records(tmp_path / "r", "eval")
     assert [e["step"] for e in evals] == [4, 8, 10]
-    assert all(e["mmd2_ratio"] > 0 and 0 <= e["on_squares"] <= 1 for e in evals)
+    method, step = load_model(tmp_path / "r" / "model.safetensors")  # the final evaluation is of the model file
+    final = points_report(method, 200, 0)
+    assert step == 10 and evals[-1]["mmd2_ratio"] == pytest.approx(final["ratio"], rel=1e-5)
+    assert evals[-1]["on_squares"] == pytest.approx(final["on_squares"], rel=1e-5)  # the log keeps 6 digits
 
 
 def test_eval_every_digits(tmp_path):
     ebmkit("train", "--preset", "cdrl-digits", "--run-dir", tmp_path / "r", "--quiet",
-           *set_args(DIGITS_TINY + ["train.eval_every=3", "train.eval_num=20"]), check=True)
+           *set_args(tiny("cdrl-digits", "train.eval_every=3", "train.eval_num=20")), check=True)
     (evaluation,) = records(tmp_path / "r", "eval")
-    assert evaluation["step"] == 3 and evaluation["domain_fid_num"] == 20 and evaluation["domain_fid"] > 0
+    method, _ = load_model(tmp_path / "r" / "model.safetensors")
+    seed = method.preset.train.seed
+    again = make_evaluator(method, from_config(method.preset.data, "train", seed), 20, seed)()
+    assert evaluation["step"] == 3 and evaluation["domain_fid_num"] == 20
+    assert evaluation["domain_fid"] == pytest.approx(again["domain_fid"], rel=1e-4)

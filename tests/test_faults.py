@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import ROOT, TINY, ebmkit, set_args
+from conftest import ROOT, ebmkit, set_args, tiny
 from ebmkit import checkpoint
+
+TINY = tiny("cdrl-points")  # the tiny checkerboard CDRL these tests train
 
 
 def interrupted(args, sig, after):

@@ -15,7 +15,7 @@ from ebmkit.nets.flow_layers import (ActNorm, InvConv1x1, checkerboard_merge, ch
                                      mixture_logit_cdf_inverse, squeeze, unsqueeze)
 
 F64 = torch.float64
-TINY = dict(num_channels=8, num_blocks=1, num_components=3, num_heads=2, dropout=0.0, num_dequant_blocks=1)
+SMALL = dict(num_channels=8, num_blocks=1, num_components=3, num_heads=2, dropout=0.0, num_dequant_blocks=1)
 
 
 def perturb(module: torch.nn.Module, std: float, seed: int = 0) -> None:
@@ -29,7 +29,7 @@ def perturb(module: torch.nn.Module, std: float, seed: int = 0) -> None:
 def tiny_flowpp(channels: int, factor_out: bool = True, use_dequant: bool = True, seed: int = 0) -> FlowPP:
     """A 4x4 Flow++ with the paper's layout, ActNorms initialised on a batch, then perturbed; eval mode."""
     torch.manual_seed(seed)
-    flow = FlowPP(channels, 4, factor_out=factor_out, use_dequant=use_dequant, **TINY).to(F64)
+    flow = FlowPP(channels, 4, factor_out=factor_out, use_dequant=use_dequant, **SMALL).to(F64)
     flow(torch.rand(16, channels, 4, 4, dtype=F64) * 1.8 - 0.9)  # data-dependent init
     perturb(flow, 0.1, seed)
     return flow.eval()
@@ -119,7 +119,7 @@ def test_flowpp_inverse_and_logdet(channels, factor_out):
 
 def test_flowpp_starts_at_logit_preprocessing_and_actnorm():
     """With identity ActNorms and 1x1 convolutions, the zero-initialised couplings leave only the logit."""
-    flow = FlowPP(1, 4, **TINY).to(F64)
+    flow = FlowPP(1, 4, **SMALL).to(F64)
     for layer in flow.modules():
         if isinstance(layer, ActNorm):
             layer.initialized.fill_(True)  # skip the data-dependent init: loc 0, scale 1
@@ -177,7 +177,7 @@ def test_variational_dequantisation_bits_per_dim():
 @pytest.mark.parametrize("use_dequant", [False, True])
 def test_flowpp_adam_steps_lower_nll(use_dequant):
     torch.manual_seed(0)
-    flow = FlowPP(1, 4, use_dequant=use_dequant, **TINY)
+    flow = FlowPP(1, 4, use_dequant=use_dequant, **SMALL)
     x = pixels(1, n=16).float()
     opt = torch.optim.Adam(flow.parameters(), lr=3e-3)
 

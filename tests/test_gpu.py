@@ -3,10 +3,7 @@
 import pytest
 import torch
 
-from conftest import SHAPES_TINY
-from test_coopflow import TINY_2D
-from test_nerf_lebm import TINY as NERF_TINY
-from test_nerf_lebm import TINY_EBM
+from conftest import tiny
 
 from ebmkit.langevin import langevin
 from ebmkit.methods import load_model
@@ -29,12 +26,12 @@ def test_langevin_matches_cpu_in_float64():
 
 @pytest.mark.parametrize("name, overrides", [
     ("cdrl-points", []),
-    ("cdrl-shapes-cond", SHAPES_TINY),
-    ("coopflow-points", TINY_2D),
-    ("nerf-lebm-scenes", NERF_TINY + TINY_EBM),
-    ("nerf-lebm-scenes-nopose", NERF_TINY + TINY_EBM),
-    ("nerf-lebm-scenes-ends-nopose", NERF_TINY + TINY_EBM),
-    ("nerf-vae-scenes", NERF_TINY)])
+    ("cdrl-shapes-cond", tiny("cdrl-shapes-cond")),
+    ("coopflow-points", tiny("coopflow-points")),
+    ("nerf-lebm-scenes", tiny("nerf-lebm-scenes")),
+    ("nerf-lebm-scenes-nopose", tiny("nerf-lebm-scenes-nopose")),
+    ("nerf-lebm-scenes-ends-nopose", tiny("nerf-lebm-scenes-ends-nopose")),
+    ("nerf-vae-scenes", tiny("nerf-vae-scenes"))])
 def test_every_method_trains_previews_and_samples_on_cuda(tmp_path, name, overrides):
     """A few iterations on CUDA with the preview (CUDA generators throughout), then sampling a stored model."""
     preset = load_preset(name, overrides + ["train.iterations=4", "train.ckpt_every=2", "train.sample_every=4",

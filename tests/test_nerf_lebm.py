@@ -9,24 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ebmkit, set_args
+from conftest import ebmkit, set_args, tiny
 from ebmkit.data import load_dataset
 from ebmkit.errors import EbmkitError
-from ebmkit.methods import build_method
+from ebmkit.methods import build_method, load_model
+from ebmkit.metrics.poses import model_pose_report
 from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF, positional_encoding
 from ebmkit.presets import load_preset
+from ebmkit.tasks.novel_view import posed_set
 
-TINY = ["generator.width=16", "generator.depth=2", "generator.skip=1", "generator.freqs_xyz=2", "generator.freqs_dir=1",
-        "generator.map_hidden=16", "generator.map_out=8", "render.num_samples=6", "render.rays_per_image=16",
-        "latents.dim=4", "latents.prior_steps=2", "latents.prior_samples=4", "data.num_objects=6", "data.views=3",
-        "train.batch_size=4", "train.iterations=2", "train.log_every=1", "train.sample_every=1000",
-        "inference.test_steps=2", "train.num_preview=4"]
-TINY_EBM = ["latents.shape.hidden=8", "latents.appearance.hidden=8"]
 
 
 def method_of(name, extra=()):
     torch.manual_seed(0)
-    preset = load_preset(name, TINY + (TINY_EBM if name.startswith("nerf-lebm-scenes") else []) + list(extra))
+    preset = load_preset(name, tiny(name, *extra))
     data = load_dataset("scenes", split="train", image_size=32, views=3, num_objects=6)
     m = build_method(preset, (3, 32, 32))
     m.use_data(data)
@@ -145,59 +141,81 @@ def test_ramp_and_prior_start():
     assert m.steps_now(60, 100) == 60
 
 
-def test_cli_train_sample_grids_and_novel_view(tmp_path):
-    run = tmp_path / "run"
-    ebmkit("train", "--preset", "nerf-lebm-scenes", "--run-dir", run, "--quiet", *set_args(TINY + TINY_EBM), check=True)
-    model = run / "model.safetensors"
-    r = ebmkit("sample", "--model", model, "--num", 4, "--grid", "pose", "--depth", "--out", tmp_path / "g.png",
+@pytest.fixture(scope="module")
+def views(tmp_path_factory):
+    """a.png (a black view), b.png (a.png with a grey square where m.png, a mask, hides it) and poses.json."""
+    folder = tmp_path_factory.mktemp("views")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
+    other = np.zeros((32, 32, 3), np.uint8)
+    other[8:24, 8:24] = 200
+    Image.fromarray(other).save(folder / "b.png")
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:24, 8:24] = 255  # white: not observed
+    Image.fromarray(mask).save(folder / "m.png")
+    (folder / "poses.json").write_text(json.dumps({"views": {"a.png": [20, 0], "b.png": [20, 0]},
+                                                   "targets": [[20, 90], [30, 180]]}))
+    return folder
+
+
+def test_sample_grids_with_depth(nerf_model, tmp_path):
+    r = ebmkit("sample", "--model", nerf_model, "--num", 4, "--grid", "pose", "--depth", "--out", tmp_path / "g.png",
                "--json", check=True)
-    assert (tmp_path / "g_depth.png").is_file() and json.loads(r.stdout)["num"] == 4
-    ebmkit("sample", "--model", model, "--num", 3, "--out", tmp_path / "s.npz", check=True)
+    assert json.loads(r.stdout)["num"] == 4 and (tmp_path / "g_depth.png").is_file()
+
+
+def test_samples_are_images_in_model_space(nerf_model, tmp_path):
+    ebmkit("sample", "--model", nerf_model, "--num", 3, "--out", tmp_path / "s.npz", check=True)
     x = np.load(tmp_path / "s.npz")["samples"]
     assert x.shape == (3, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
-    r = ebmkit("novel-view", "--model", model, "--data", "scenes:test", "--objects", 2, "--shots", 2,
+
+
+def test_novel_views_of_a_posed_set_score_the_unseen_views(nerf_model, tmp_path):
+    r = ebmkit("novel-view", "--model", nerf_model, "--data", "scenes:test", "--objects", 2, "--shots", 2,
                "--out", tmp_path / "nv", "--json", check=True)
     report = json.loads(r.stdout)
     assert report["objects"] == 2 and report["novel_views"] == 6 and math.isfinite(report["psnr"])
-    poses = {"views": {"a.png": [20, 0]}, "targets": [[20, 90], [30, 180]]}
-    (tmp_path / "poses.json").write_text(json.dumps(poses))
-    from ebmkit import viz
+    assert (tmp_path / "nv" / "views.png").is_file()
 
-    viz.save_images(torch.zeros(1, 3, 32, 32), tmp_path / "views")
-    view = next((tmp_path / "views").iterdir())
-    view.rename(tmp_path / "a.png")
-    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--poses", tmp_path / "poses.json",
+
+def test_novel_views_render_the_poses_asked_for(nerf_model, views, tmp_path):
+    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--poses", views / "poses.json",
                "--out", tmp_path / "out", "--json", check=True)
     assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
-    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--out", tmp_path / "out")
+    assert len(list((tmp_path / "out").glob("0*.png"))) == 2
+
+
+def test_a_model_trained_with_poses_needs_the_views_poses(nerf_model, views, tmp_path):
+    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--out", tmp_path / "out")
     assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
-    # an incomplete view: what lies under its mask (white = not observed) cannot change the renders
-    mask = np.zeros((32, 32, 3), np.uint8)
-    mask[8:24, 8:24] = 255
-    Image.fromarray(mask).save(tmp_path / "m.png")
-    other = np.asarray(Image.open(tmp_path / "a.png").convert("RGB")).copy()
-    other[8:24, 8:24] = 200
-    Image.fromarray(other).save(tmp_path / "b.png")
-    (tmp_path / "poses.json").write_text(json.dumps({"views": {"a.png": [20, 0], "b.png": [20, 0]}, "targets": [[20, 90]]}))
+
+
+def test_what_a_mask_hides_cannot_change_the_renders(nerf_model, views, tmp_path):
+    """a.png and b.png differ only where m.png says the view is not observed (sec. 3.5.7)."""
     for name in ("a", "b"):
-        ebmkit("novel-view", "--model", model, "--views", tmp_path / f"{name}.png", "--masks", tmp_path / "m.png",
-               "--poses", tmp_path / "poses.json", "--out", tmp_path / f"masked_{name}", check=True)
-    renders = [np.asarray(Image.open(next((tmp_path / f"masked_{n}").glob("0*.png")))) for n in ("a", "b")]
+        ebmkit("novel-view", "--model", nerf_model, "--views", views / f"{name}.png", "--masks", views / "m.png",
+               "--poses", views / "poses.json", "--out", tmp_path / name, check=True)
+    renders = [np.asarray(Image.open(tmp_path / n / "000000.png")) for n in ("a", "b")]
     assert np.array_equal(*renders)
-    r = ebmkit("novel-view", "--model", model, "--views", tmp_path / "a.png", "--masks", tmp_path / "m.png",
-               "--masks", tmp_path / "m.png", "--poses", tmp_path / "poses.json", "--out", tmp_path / "out")
+
+
+def test_one_mask_per_view(nerf_model, views, tmp_path):
+    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--masks", views / "m.png",
+               "--masks", views / "m.png", "--poses", views / "poses.json", "--out", tmp_path / "out")
     assert r.returncode == 2 and "one mask per view" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_eval_poses(tmp_path):
     """`eval poses` reads the encoder's vMF means of an unknown-pose model; a known-pose model has none."""
     run = tmp_path / "nopose"
-    ebmkit("train", "--preset", "nerf-lebm-scenes-nopose", "--run-dir", run, "--quiet", *set_args(TINY + TINY_EBM),
+    ebmkit("train", "--preset", "nerf-lebm-scenes-nopose", "--run-dir", run, "--quiet", *set_args(tiny("nerf-lebm-scenes-nopose")),
            check=True)
     r = ebmkit("eval", "poses", "--model", run / "model.safetensors", "--limit", 12, "--json", check=True)
     report = json.loads(r.stdout)
+    method, _ = load_model(run / "model.safetensors")  # the command reports what the library computes
+    library = model_pose_report(method, posed_set(method, "scenes:test"), 12)
     assert report["num"] == 12
-    assert all(0 <= report[k]["mean"] <= 180 for k in ("azimuth_error_deg", "aligned_azimuth_error_deg"))
+    assert all(report[k]["mean"] == pytest.approx(library[k]["mean"], abs=1e-3)
+               for k in ("azimuth_error_deg", "aligned_azimuth_error_deg"))
     # novel views from the model's own frame: no poses needed, the turntable starts at the inferred pose
     r = ebmkit("novel-view", "--model", run / "model.safetensors", "--data", "scenes:test", "--objects", 2,
                "--shots", 1, "--out", tmp_path / "nv", "--json", check=True)
@@ -211,7 +229,8 @@ def test_cli_eval_poses(tmp_path):
     report = json.loads(r.stdout)
     assert np.allclose(report["poses_deg"][0], report["inferred_poses_deg"][0], atol=1e-4) and len(report["poses_deg"]) == 4
     known = tmp_path / "known"
-    ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(TINY), check=True)
+    ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(tiny("nerf-vae-scenes")),
+           check=True)
     r = ebmkit("eval", "poses", "--model", known / "model.safetensors")
     assert r.returncode == 2 and "known camera poses" in r.stderr and "Traceback" not in r.stderr
 
@@ -299,7 +318,6 @@ def test_inferred_poses_turn_half_round_where_the_flip_head_says_so():
 def test_posed_sets_of_the_commands_keep_the_models_distinct_ends():
     """`eval poses` and `novel-view --data scenes:test` score a distinct-ends model on distinct-ends cars."""
     from ebmkit.data.scenes import load_scenes
-    from ebmkit.tasks.novel_view import posed_set
 
     m, _ = method_of("nerf-lebm-scenes-nopose", ["data.distinct_ends=true"])
     assert torch.equal(posed_set(m, "scenes:test").x, load_scenes("test", 32, distinct_ends=True).images)
@@ -332,5 +350,5 @@ def test_gaussian_prior_models_train_without_energy_metrics(tmp_path):
     """NeRF-VAE has no prior network, so no energy metric: the divergence guard must still run."""
     from ebmkit.train import train
 
-    model = train(load_preset("nerf-vae-scenes", TINY), tmp_path / "vae", quiet=True)
+    model = train(load_preset("nerf-vae-scenes", tiny("nerf-vae-scenes")), tmp_path / "vae", quiet=True)
     assert model.is_file()

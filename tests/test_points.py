@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, ebmkit, set_args
+from conftest import ebmkit, set_args, tiny
 from ebmkit.data import load_dataset
 from ebmkit.data.points import MIN_ROWS, PointUnits, read_points, write_points
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import load_model
 from ebmkit.presets import load_preset, with_data
+
+TINY = tiny("cdrl-points")  # the tiny checkerboard CDRL these tests train
 
 
 def blob(n=600, dim=2, seed=0):
@@ -159,12 +161,9 @@ def test_a_dimension_the_preset_cannot_take(tmp_path):
 def test_any_dimension_trains(tmp_path, preset):
     """A 3-D point file trains every point method; pictures need D = 2, arrays do not."""
     np.save(tmp_path / "p3.npy", blob(600, dim=3))
-    tiny = TINY if preset.startswith("cdrl") else ["train.batch_size=32", "train.log_every=5", "train.sample_every=1000",
-                                                    "langevin.steps=2", "train.pretrain_iterations=0",
-                                                    "train.warmup_iterations=0"]
     run = tmp_path / "run"
     ebmkit("train", "--preset", preset, "--data", tmp_path / "p3.npy", "--run-dir", run, "--quiet",
-           *set_args(tiny + ["train.iterations=6", "data.standardize=true"]), check=True)
+           *set_args(tiny(preset, "train.iterations=6", "data.standardize=true")), check=True)
     ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.npz", check=True)
     assert np.load(tmp_path / "s.npz")["samples"].shape == (20, 3)
     proc = ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.png")

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY, ebmkit, set_args
+from conftest import ROOT, ebmkit, set_args, tiny
 from ebmkit import checkpoint
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
@@ -18,6 +18,8 @@ from ebmkit.metrics.points import points_report
 from ebmkit.presets import load_preset
 from ebmkit.runtime import Ranks
 from ebmkit.train import Trainer, train
+
+TINY = tiny("cdrl-points")  # the tiny checkerboard CDRL these tests train
 
 
 def model_tensors(run_dir):

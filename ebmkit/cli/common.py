@@ -30,9 +30,9 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 OutDirOpt = Annotated[Optional[Path], typer.Option(help="Write one PNG per image here.")]
-StepsOpt = Annotated[Optional[int], typer.Option(min=0, help="Langevin steps: CDRL's per noise level (fewer than trained scale the step size by sqrt(K/steps), sec. 5.4.2), CoopFlow's chain length T, NeRF-LEBM's prior chain K-  [default: as trained].")]
+StepsOpt = Annotated[Optional[int], typer.Option(min=0, help="Langevin steps: CDRL's per noise level (fewer than trained scale the step size by sqrt(K/steps), sec. 5.4.2), CoopFlow's chain length T, NeRF-LEBM's prior chain K- (default: as trained).")]
 InferStepsOpt = Annotated[Optional[int], typer.Option(min=0, help="Inference steps: CoopFlow's gradient steps on the Langevin start (sec. 4.4.3; default 200), NeRF-LEBM's Langevin steps on the latents (default inference.test_steps).")]
-InferLrOpt = Annotated[Optional[float], typer.Option(min=0, help="CoopFlow: gradient-descent rate of the inference steps  [default: 0.05].")]
+InferLrOpt = Annotated[Optional[float], typer.Option(min=0, help="CoopFlow: gradient-descent rate of the inference steps (default 0.05).")]
 
 
 def load(model: Path, device: str, command: str, supported: tuple[str, ...] | None = None, why: str = ""):

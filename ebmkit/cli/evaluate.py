@@ -144,6 +144,42 @@ def eval_guidance_sweep(
     out.print(f"{num_per_class} samples per class and weight, against {sweep['ref']}")
 
 
+@eval_app.command("compose")
+def eval_compose(
+    model: Annotated[Path, typer.Option(help="Attribute-conditional model of a built-in set (e.g. cdrl-shapes-compose).")],
+    num: Annotated[int, typer.Option(min=1, help="Samples per request (each value alone, each pair of values).")] = 24,
+    guidance: Annotated[float, typer.Option(min=0, help="Guidance weight w of Eq. 5.12.")] = 3.0,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Also draw a figure in the manner of Fig. 5.6 (.png), a row per --row.")] = None,
+    rows: Annotated[list[str], typer.Option("--row", help="A row of the figure: NAME=VALUE[,NAME=VALUE...] (repeatable; default: each attribute's first value alone, then all together).")] = [],
+    seed: SeedOpt = 0,
+    steps: StepsOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+):
+    """Share of composed samples carrying the requested attributes (sec. 5.4.6), judged by a classifier per
+    attribute trained on the real images; and of samples whose lit area lies in the training images' range."""
+    inputs.existing_file(model, "--model")
+    inputs.output_file(out_path, "--out", (".png",))
+    inputs.device(device)
+    from ebmkit.metrics.compose import compose_figure, compose_report
+
+    method, step = load(model, device, "eval compose", supported=("cdrl",))
+    with progress("composing", None, as_json) as advance:
+        report = {"model": str(model), "step": step, **compose_report(method, num, guidance, steps, seed, advance)}
+    if out_path is not None:
+        cond = method.preset.conditioning
+        rows = [r.split(",") for r in rows] or [[f"{a}={v[0]}"] for a, v in zip(cond.attributes, cond.values)] + \
+            [[f"{a}={v[0]}" for a, v in zip(cond.attributes, cond.values)]]
+        compose_figure(method, rows, out_path, guidance, steps)
+        report["written"] = [str(out_path)]
+    share = lambda d: "  ".join(f"{a} {v:.1%}" for a, v in d.items())  # noqa: E731
+    finish(report, as_json, f"w = {guidance}, {report['steps']} Langevin steps per level, {num} samples per request\n"
+                            f"carrying it, single attributes: {share(report['single'])}\n"
+                            f"carrying both, pairs: {share(report['pairs'])}\n"
+                            f"lit area in the training range: {share(report['lit_area_in_range'])}\n"
+                            f"both: {share(report['carried_and_lit_area_in_range'])}", result=True)
+
+
 @eval_app.command("fid-stats")
 def eval_fid_stats(
     data: Annotated[str, typer.Option(help="Built-in set NAME[:SPLIT], image folder or .npz of images.")],

@@ -23,7 +23,7 @@ of distinct ends do, but never in all three).
 
 Distinct ends (`distinct_ends=True`, for learning without poses). The plain cars look nearly alike from
 either end (a view and the view from the other end differ by less than views 10 degrees apart:
-benchmarks/scenes_ends.py), so no model can read a view's end from them. These cars take the shape ranges
+docs/diagnostics/scenes_ends.py), so no model can read a view's end from them. These cars take the shape ranges
 of DISTINCT_ENDS_RANGES (a long hood, a short trunk, the cabin set back, a spoiler on every car) and
 glowing lamps: HEAD_LAMP on the body's forward faces, TAIL_LAMP on the backward ones, each wrapping
 LAMP_WRAP round the sides. The other end then differs about 2.7 times as much.

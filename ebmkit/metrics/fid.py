@@ -36,11 +36,11 @@ def resolve_reference(ref: str | None, data_cfg=None, image_size: int | None = N
     if ref is None:
         if data_cfg is None:
             raise EbmkitError("give --ref (an image folder, a statistics .npz or a built-in set such as digits)")
-        if data_cfg.name in DOMAIN_SETS:
-            ref = data_cfg.name
-        else:
-            complete = data_cfg.model_copy(update={"masked": False}) if getattr(data_cfg, "masked", False) else data_cfg
-            return Reference(f"{data_cfg.name}:train", images=lambda: from_config(complete, "train").x)  # Table 3.6: unmasked
+        if data_cfg.name in DOMAIN_SETS:  # the built-in set itself, whatever folders the working directory holds
+            return Reference(f"{data_cfg.name}:train", builtin=data_cfg.name,
+                             images=lambda: load_dataset(data_cfg.name, split="train", image_size=image_size).x)
+        complete = data_cfg.model_copy(update={"masked": False}) if getattr(data_cfg, "masked", False) else data_cfg
+        return Reference(f"{data_cfg.name}:train", images=lambda: from_config(complete, "train").x)  # Table 3.6: unmasked
     builtin = builtin_spec(ref)
     if builtin:
         return Reference(":".join(builtin), builtin=builtin[0], images=lambda: load_images(ref, image_size))

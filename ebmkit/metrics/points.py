@@ -10,7 +10,8 @@ from ebmkit.errors import EbmkitError
 from ebmkit.metrics.mmd import BANDWIDTHS, mmd2_each
 
 REPEATS = 16  # comparisons averaged per report (points_report; `eval mmd --repeats` has the same default).
-# Exact draws of 8gaussians read 1.00 +- 0.21 (sd over 40 draws) with 4, 1.00 +- 0.12 with 16 (+- 0.47 with one).
+# Exact draws of 8gaussians read 1.00 +- 0.21 (sd over 40 trials) with 4, +- 0.12 with 16, +- 0.47 with one
+# (docs/diagnostics/mmd_noise.py).
 
 
 def reference_points(method, num: int, seed: int = 0, ref: str | None = None) -> tuple[torch.Tensor, str]:

@@ -1,6 +1,6 @@
 """How much a conditional CDRL EBM knows about each attribute: the EBM read as a classifier.
 
-    python benchmarks/cdrl_label_readout.py runs/cdrl-shapes-compose/model.safetensors [--num 1000]
+    python docs/diagnostics/cdrl_label_readout.py runs/cdrl-shapes-compose/model.safetensors [--num 1000]
 
 Real test images are noised to each level t; for every value c of an attribute the EMA EBM gives
 f_hat(y_t; lambda_t, c). The readout picks the value with the largest f_hat after subtracting each

@@ -3,7 +3,7 @@
 degrees apart. A model whose reconstruction error is above the first cannot read a view's end from the
 likelihood (the unknown-pose runs of NeRF-LEBM, sec. 3.4.4).
 
-    python benchmarks/scenes_ends.py --objects 20 --azimuths 4 --elevation 25 [--distinct-ends]
+    python docs/diagnostics/scenes_ends.py --objects 20 --azimuths 4 --elevation 25 [--distinct-ends]
 
 Held-out test cars, each from `--azimuths` random azimuths at one elevation; prints the mean over all views.
 """

@@ -1,7 +1,7 @@
 """How much a better latent prior could buy on the domain-FID of Table 3.4, for persistent-MCMC
 NeRF-LEBM models (one latent chain per training object).
 
-    python benchmarks/nerf_prior_gap.py runs/nerf-scenes-compare/nerf-lebm-scenes/model.safetensors [...]
+    python docs/diagnostics/nerf_prior_gap.py runs/nerf-scenes-compare/nerf-lebm-scenes/model.safetensors [...]
 
 For each model, domain-FID of random renders (random poses, as `ebmkit eval fid`) with latents from:
 the model's own prior (what `ebmkit eval fid` scores), the training objects' posterior latents (a
