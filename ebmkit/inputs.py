@@ -43,8 +43,9 @@ def _writable_parent(path: Path, option: str) -> None:
 
 
 def output_file(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
-    """`option` names a file with one of `suffixes` that this process can create or replace."""
-    if path is None:
+    """`option` names a file with one of `suffixes` that this process can create or replace, or is "-"
+    (standard output) where an array format (.npz, .csv) is among them."""
+    if path is None or (str(path) == "-" and {".npz", ".csv"} & set(suffixes)):
         return
     if path.suffix not in suffixes:
         raise EbmkitError(f"{option} {path}: use a {', '.join(suffixes[:-1])}{' or ' if suffixes[1:] else ''}{suffixes[-1]} file name")

@@ -95,3 +95,33 @@ def save_curves(x: list[float], curves: dict[str, list[float]], path: str | Path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def training_curves(records: list[dict], path: str | Path) -> None:
+    """A run's metrics.jsonl as curves against the step: losses, energies, gradient norms, and the
+    --eval-every figures, one panel per family; guard roll-backs as dashed red lines in every panel."""
+    logged = [r for r in records if "event" not in r and "step" in r]
+    evals = [r for r in records if r.get("event") == "eval"]
+    guards = [r["step"] for r in records if r.get("event") in ("guard", "guard_failed")]
+    panels = {title: {k: [(r["step"], r[k]) for r in logged if isinstance(r.get(k), (int, float))]
+                      for k in sorted({k for r in logged for k in r if k.startswith(prefix)})}
+              for title, prefix in (("losses", "loss_"), ("energies", "energy_"), ("gradient norms", "grad_norm_"))}
+    panels["evaluation"] = {k: [(r["step"], r[k]) for r in evals if isinstance(r.get(k), (int, float))]
+                            for k in sorted({k for r in evals for k in r if k not in ("event", "step")})}
+    panels = {t: {k: v for k, v in c.items() if v} for t, c in panels.items()}
+    panels = {t: c for t, c in panels.items() if c}
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for name, points in curves.items():
+            ax.plot(*zip(*points), label=name, marker="o" if title == "evaluation" else None, lw=1)
+        for step in guards:
+            ax.axvline(step, color="red", ls="--", lw=0.8)
+        ax.set(title=title, xlabel="step", yscale="log" if title == "gradient norms" else "linear")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

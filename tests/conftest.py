@@ -74,7 +74,7 @@ def ebmkit(*args, check=False, timeout=300, env=None):
 def points_model(tmp_path_factory):
     run = tmp_path_factory.mktemp("pts") / "run"
     from ebmkit.presets import load_preset
-    from ebmkit.train import train
+    from ebmkit.training import train
 
     train(load_preset("cdrl-points", tiny("cdrl-points", "train.iterations=4")), run, quiet=True)
     return run / "model.safetensors"

@@ -18,7 +18,7 @@ from conftest import tiny
 from ebmkit.cli import main
 from ebmkit.presets import load_preset
 from ebmkit.rundir import RunLock
-from ebmkit.train import train
+from ebmkit.training import train
 
 
 def _craft(src, dst, edit_meta=None, edit_stored=None, edit_tensors=None):
@@ -363,15 +363,15 @@ ROWS = [
     ("reconstruct --model {C} --images digits --limit 0 --out {T}/x.png", 2, "--limit"),
     ("reconstruct --model {C} --images digits --infer-steps -1 --out {T}/x.png", 2, "--infer-steps"),
     ("reconstruct --model {C} --images digits --lr -1 --out {T}/x.png", 2, "--lr"),
-    ("interpolate --model {D} --a digits --b digits --out {T}/x.png", 2, "interpolate supports: coopflow .*no latent to infer"),
-    ("interpolate --model {C} --a nope --b digits --out {T}/x.png", 2, "--a nope not found: no such file"),
-    ("interpolate --model {C} --a digits --b nope --out {T}/x.png", 2, "--b nope not found: no such file"),
-    ("interpolate --model {C} --a digits --out {T}/x.png", 2, "Missing option '--b'"),
-    ("interpolate --model {C} --a digits --b digits --points 1 --out {T}/x.png", 2, "--points"),
-    ("interpolate --model {C} --a digits --b digits --steps 3 --out {T}/x.png", 2, "No such option: --steps"),
-    ("interpolate --model {C} --a digits --b digits --out {T}/x.jpg", 2, r"use a \.png or \.npz"),
-    ("interpolate --model {C} --a {F}/nan.npz --b digits --out {T}/x.png", 2, "nan.npz"),
-    ("interpolate --model {C} --a {F}/bomb.png --b digits --out {T}/x.png", 2, "bomb.png"),
+    ("interpolate --model {D} --start digits --end digits --out {T}/x.png", 2, "interpolate supports: coopflow .*no latent to infer"),
+    ("interpolate --model {C} --start nope --end digits --out {T}/x.png", 2, "--start nope not found: no such file"),
+    ("interpolate --model {C} --start digits --end nope --out {T}/x.png", 2, "--end nope not found: no such file"),
+    ("interpolate --model {C} --start digits --out {T}/x.png", 2, "give --start IMAGE and --end IMAGE"),
+    ("interpolate --model {C} --start digits --end digits --points 1 --out {T}/x.png", 2, "--points"),
+    ("interpolate --model {C} --start digits --end digits --steps 3 --out {T}/x.png", 2, "No such option: --steps"),
+    ("interpolate --model {C} --start digits --end digits --out {T}/x.jpg", 2, r"use a \.png or \.npz"),
+    ("interpolate --model {C} --start {F}/nan.npz --end digits --out {T}/x.png", 2, "nan.npz"),
+    ("interpolate --model {C} --start {F}/bomb.png --end digits --out {T}/x.png", 2, "bomb.png"),
     # ------------------------------------------------------------------ novel-view
     ("novel-view --model {N}", 2, "Missing option '--out'"),
     ("novel-view --model {D} --out {T}/nv --data scenes:test", 2, "holds a 'cdrl' model; novel-view supports: nerf_lebm"),
@@ -394,13 +394,13 @@ ROWS = [
     ("novel-view --model {N} --out {T}/nv --views {F}/a.png --turntable 0", 2, "--turntable"),
     ("novel-view --model {N} --out {T}/nv --views {F}/bomb.png --poses {F}/poses_noview.json", 2, "--poses|bomb.png"),
     # ------------------------------------------------------------------ ood-score
-    ("ood-score --model {D}", 2, "give --data PATH, or both --in PATH and --out PATH"),
-    ("ood-score --model {D} --data digits --in digits --out digits", 2, "give --data PATH, or both"),
-    ("ood-score --model {D} --in digits", 2, "give --data PATH, or both"),
+    ("ood-score --model {D}", 2, "give --data PATH, or both --in-data PATH and --ood-data PATH"),
+    ("ood-score --model {D} --data digits --in-data digits --ood-data digits", 2, "give --data PATH, or both"),
+    ("ood-score --model {D} --in-data digits", 2, "give --data PATH, or both"),
     ("ood-score --model {C} --data digits", 2, "holds a 'coopflow' model; ood-score supports: cdrl"),
     ("ood-score --model {P} --data digits", 2, "draws 2-D points; this command needs an image model"),
     ("ood-score --model {D} --data nope", 2, "--data nope not found: no such file"),
-    ("ood-score --model {D} --in digits --out nope", 2, "--out nope not found: no such file"),
+    ("ood-score --model {D} --in-data digits --ood-data nope", 2, "--ood-data nope not found: no such file"),
     ("ood-score --model {D} --data {F}/nan.npz", 2, "nan.npz"),
     ("ood-score --model {D} --data {F}/empty.npz", 2, "empty.npz"),
     ("ood-score --model {D} --data {F}/obj.npz", 2, "obj.npz"),
@@ -437,23 +437,23 @@ ROWS = [
     ("eval guidance-sweep --model {S} --out {T}/x.jpg", 2, r"use a \.png file name"),
     ("eval guidance-sweep --model {S} --num-per-class 1", 2, "--num-per-class"),
     # ------------------------------------------------------------------ eval psnr, poses, auroc
-    ("eval psnr --a {T}/nope --b {F}/a.png", 2, "--a .*nope not found: no such file or folder$"),
-    ("eval psnr --a {F}/a.png --b {F}/two", 2, "holds 1 images but .* holds 2"),
-    ("eval psnr --a {F}/nan.npz --b {F}/good.npz", 2, "nan.npz"),
-    ("eval psnr --a {F}/corrupt.npz --b {F}/good.npz", 2, "corrupt.npz"),
-    ("eval psnr --a {F}/a.png --b {F}/big.png", 2, "size|8x8|12"),
-    ("eval psnr --a {F}/mixed --b {F}/two", 2, "mixed"),
+    ("eval psnr --images {T}/nope --ref {F}/a.png", 2, "--images .*nope not found: no such file or folder$"),
+    ("eval psnr --images {F}/a.png --ref {F}/two", 2, "holds 1 images but .* holds 2"),
+    ("eval psnr --images {F}/nan.npz --ref {F}/good.npz", 2, "nan.npz"),
+    ("eval psnr --images {F}/corrupt.npz --ref {F}/good.npz", 2, "corrupt.npz"),
+    ("eval psnr --images {F}/a.png --ref {F}/big.png", 2, "size|8x8|12"),
+    ("eval psnr --images {F}/mixed --ref {F}/two", 2, "mixed"),
     ("eval poses --model {D}", 2, "holds a 'cdrl' model; eval poses supports: nerf_lebm"),
     ("eval poses --model {N} --data nope", 2, "--data nope not found: no such file"),
     ("eval poses --model {N} --limit 0", 2, "--limit"),
-    ("eval auroc --in-scores {T}/none.txt --out-scores {F}/scores.txt", 2, "--in-scores .*none.txt not found"),
-    ("eval auroc --in-scores {F}/scores.txt --out-scores {F}/scores_nan.txt", 2, "scores_nan.txt"),
-    ("eval auroc --in-scores {F}/scores_inf.txt --out-scores {F}/scores.txt", 2, "scores_inf.txt"),
-    ("eval auroc --in-scores {F}/scores_empty.txt --out-scores {F}/scores.txt", 2, "scores_empty.txt"),
-    ("eval auroc --in-scores {F}/scores_text.txt --out-scores {F}/scores.txt", 2, "scores_text.txt"),
-    ("eval auroc --in-scores {F}/scores_col.csv --out-scores {F}/scores.txt", 2, "scores_col.csv"),
-    ("eval auroc --in-scores {F}/scores_bin.txt --out-scores {F}/scores.txt", 2, "scores_bin.txt"),
-    ("eval auroc --in-scores {F}/scores.txt", 2, "Missing option '--out-scores'"),
+    ("eval auroc --in-scores {T}/none.txt --ood-scores {F}/scores.txt", 2, "--in-scores .*none.txt not found"),
+    ("eval auroc --in-scores {F}/scores.txt --ood-scores {F}/scores_nan.txt", 2, "scores_nan.txt"),
+    ("eval auroc --in-scores {F}/scores_inf.txt --ood-scores {F}/scores.txt", 2, "scores_inf.txt"),
+    ("eval auroc --in-scores {F}/scores_empty.txt --ood-scores {F}/scores.txt", 2, "scores_empty.txt"),
+    ("eval auroc --in-scores {F}/scores_text.txt --ood-scores {F}/scores.txt", 2, "scores_text.txt"),
+    ("eval auroc --in-scores {F}/scores_col.csv --ood-scores {F}/scores.txt", 2, "scores_col.csv"),
+    ("eval auroc --in-scores {F}/scores_bin.txt --ood-scores {F}/scores.txt", 2, "scores_bin.txt"),
+    ("eval auroc --in-scores {F}/scores.txt", 2, "give --ood-scores FILE"),
 ]
 
 

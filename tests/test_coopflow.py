@@ -18,7 +18,7 @@ from ebmkit.nets.coopflow_ebm import CoopFlowEBM
 from ebmkit.nets.flow_layers import ActNorm
 from ebmkit.presets import list_presets, load_preset, validate
 from ebmkit.runtime import Ranks
-from ebmkit.train import Trainer, train
+from ebmkit.training import Trainer, train
 
 THESIS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "thesis.md"
 TINY_2D, TINY_IMAGE = tiny("coopflow-points"), tiny("coopflow-digits")

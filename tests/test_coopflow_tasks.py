@@ -67,13 +67,13 @@ def test_cli_reconstruct_inpaint_interpolate(coopflow_digits, tmp_path):
     assert filled.shape == (2, 2, 1, 8, 8) and report["observed_mse"] > 0
     assert "--infer-steps" in ebmkit("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--box",
                                      "2,2,4,4", "--steps", "3", "--out", tmp_path / "x.png").stderr
-    r = ebmkit("interpolate", "--model", coopflow_digits, "--a", "digits:test", "--b", "digits:train",
+    r = ebmkit("interpolate", "--model", coopflow_digits, "--start", "digits:test", "--end", "digits:train",
                "--points", "5", "--infer-steps", "2", "--out", tmp_path / "row.npz", "--json", check=True)
     assert np.load(tmp_path / "row.npz")["samples"].shape == (7, 1, 8, 8)
 
 
 def test_interpolate_and_reconstruct_say_what_cdrl_cannot(digits_model, tmp_path):
-    r = ebmkit("interpolate", "--model", digits_model, "--a", "digits:test", "--b", "digits:train",
+    r = ebmkit("interpolate", "--model", digits_model, "--start", "digits:test", "--end", "digits:train",
                "--out", tmp_path / "row.png")
     assert r.returncode == 2 and "no latent to infer" in r.stderr and "Traceback" not in r.stderr
     r = ebmkit("reconstruct", "--model", digits_model, "--images", "digits:test", "--out", tmp_path / "r.png")

@@ -65,10 +65,10 @@ def test_psnr_of_known_pairs(tmp_path):
     b[1, :, :4] += 10                               # MSE 50
     np.savez(tmp_path / "a.npz", images=a.permute(0, 2, 3, 1).numpy())  # NHWC uint8
     np.savez(tmp_path / "b.npz", images=b.numpy())                      # NCHW uint8
-    report = run_json("eval", "psnr", "--a", tmp_path / "a.npz", "--b", tmp_path / "b.npz")
+    report = run_json("eval", "psnr", "--images", tmp_path / "a.npz", "--ref", tmp_path / "b.npz")
     assert report["psnr"] == pytest.approx([20 * math.log10(255), 10 * math.log10(255**2 / 50)], rel=1e-12)
     np.savez(tmp_path / "c.npz", images=torch.cat([b[:1], a[1:]]).numpy())  # the second pair identical
-    proc = ebmkit("eval", "psnr", "--a", tmp_path / "a.npz", "--b", tmp_path / "c.npz", "--json", check=True)
+    proc = ebmkit("eval", "psnr", "--images", tmp_path / "a.npz", "--ref", tmp_path / "c.npz", "--json", check=True)
     report = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert report["psnr"] == [pytest.approx(20 * math.log10(255), rel=1e-12), None]
     assert (report["psnr_mean"], report["identical"]) == (None, 1)
@@ -79,7 +79,7 @@ def test_auroc_of_known_scores(tmp_path):
     (tmp_path / "out.txt").write_text("0.8\n0.3\n")
     # pairs (out > in): 0.8 beats all 3, 0.3 beats 0.1 only -> 4 of 6
     assert run_json("eval", "auroc", "--in-scores", tmp_path / "in.csv",
-                    "--out-scores", tmp_path / "out.txt")["auroc"] == pytest.approx(4 / 6)
+                    "--ood-scores", tmp_path / "out.txt")["auroc"] == pytest.approx(4 / 6)
 
 
 @pytest.mark.parametrize("args, code, pattern", [
@@ -87,8 +87,8 @@ def test_auroc_of_known_scores(tmp_path):
     (["eval", "fid", "--samples", "nowhere"], 2, "not found"),
     (["eval", "fid", "--samples", "{npz}", "--ref", "digits", "--features", "inception"], 2, "inception-2015-12-05.pt"),
     (["eval", "fid", "--samples", "{npz}", "--features", "bogus", "--ref", "digits"], 2, "choose auto"),
-    (["eval", "psnr", "--a", "{npz}", "--b", "{npz2}"], 2, "holds 297 images but"),
-    (["eval", "auroc", "--in-scores", "{npz}", "--out-scores", "{npz}"], 2, "not a list of numbers"),
+    (["eval", "psnr", "--images", "{npz}", "--ref", "{npz2}"], 2, "holds 297 images but"),
+    (["eval", "auroc", "--in-scores", "{npz}", "--ood-scores", "{npz}"], 2, "not a list of numbers"),
 ])
 def test_bad_input(args, code, pattern, test_digits_npz, tmp_path, monkeypatch):
     monkeypatch.delenv("EBMKIT_INCEPTION_WEIGHTS", raising=False)

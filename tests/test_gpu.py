@@ -8,7 +8,7 @@ from conftest import tiny
 from ebmkit.langevin import langevin
 from ebmkit.methods import load_model
 from ebmkit.presets import load_preset
-from ebmkit.train import train
+from ebmkit.training import train
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -348,7 +348,7 @@ def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
 
 def test_gaussian_prior_models_train_without_energy_metrics(tmp_path):
     """NeRF-VAE has no prior network, so no energy metric: the divergence guard must still run."""
-    from ebmkit.train import train
+    from ebmkit.training import train
 
     model = train(load_preset("nerf-vae-scenes", tiny("nerf-vae-scenes")), tmp_path / "vae", quiet=True)
     assert model.is_file()

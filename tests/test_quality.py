@@ -5,7 +5,7 @@ import pytest
 from ebmkit.methods import load_model
 from ebmkit.metrics.points import points_report
 from ebmkit.presets import load_preset
-from ebmkit.train import train
+from ebmkit.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -234,8 +234,19 @@ def test_inpaint_and_ood_cli(digits_model, tmp_path):
                           "--num", 3, "--steps", 1, "--out", tmp_path / "i.npz", "--json", check=True).stdout)
     assert r["observed_fraction"] == 0.5 and np.load(tmp_path / "i.npz")["samples"].shape == (2, 3, 1, 8, 8)
     csv = ebmkit("ood-score", "--model", digits_model, "--data", "digits:test", "--csv", check=True).stdout.splitlines()
-    assert csv[0] == "index,score" and len(csv) == 298
-    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--in", "digits:test", "--out", "shapes:test",
+    assert csv[0] == "index,name,score" and csv[1].startswith("0,digits:test#0,") and len(csv) == 298
+    folder = tmp_path / "mine, too"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(("b.png", "a.png", "sub/c.png")):
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(folder / name)
+    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--data", folder, "--json", check=True).stdout)
+    assert r["names"] == ["a.png", "b.png", "sub/c.png"] and len(r["scores"]) == 3
+    csv = ebmkit("ood-score", "--model", digits_model, "--data", folder / "a.png", "--csv", check=True).stdout
+    assert csv.splitlines()[1:] == [f"0,a.png,{float(csv.splitlines()[1].split(',')[2]):.6g}"]
+    quoted = ebmkit("ood-score", "--model", digits_model, "--in-data", folder, "--ood-data", folder / "a.png", "--csv",
+                    check=True).stdout.splitlines()
+    assert quoted[0] == "set,index,name,score" and quoted[1].startswith("in,0,a.png,") and quoted[-1].startswith("out,0,a.png,")
+    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--in-data", "digits:test", "--ood-data", "shapes:test",
                           "--json", check=True).stdout)
     assert 0 <= r["auroc"] <= 1 and (r["num_in"], r["num_out"]) == (297, 2000)
 
@@ -247,7 +258,7 @@ def test_inpaint_and_ood_cli(digits_model, tmp_path):
     (["compose", "--model", "{cond}", "--attr", "shape=circle", "--out", "x.png"], "not attribute-conditional"),
     (["compose", "--model", "{comp}", "--attr", "size=huge", "--out", "x.png"], "size takes small, large"),
     (["inpaint", "--model", "{digits}", "--image", "digits", "--out", "x.png"], "exactly one of --mask"),
-    (["ood-score", "--model", "{digits}", "--in", "digits"], "both --in PATH and --out PATH"),
+    (["ood-score", "--model", "{digits}", "--in-data", "digits"], "both --in-data PATH and --ood-data PATH"),
     (["sample", "--model", "{digits}", "--out", "x.png", "--no-langevin", "--steps", "3"], "contradict"),
 ])
 def test_task_errors(args, pattern, digits_model, shapes_models, tmp_path):

@@ -17,7 +17,7 @@ from ebmkit.methods import build_method, load_model
 from ebmkit.metrics.points import points_report
 from ebmkit.presets import load_preset
 from ebmkit.runtime import Ranks
-from ebmkit.train import Trainer, train
+from ebmkit.training import Trainer, train
 
 TINY = tiny("cdrl-points")  # the tiny checkerboard CDRL these tests train
 

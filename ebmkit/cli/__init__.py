@@ -1,10 +1,11 @@
 """The `ebmkit` command line. Each command parses, checks its paths (before torch is imported), loads,
 calls one library function, writes and prints; a file per command group:
 
-    train.py     train, presets list|show
+    train.py     train, plot, presets list|show, info
     generate.py  sample, compose
     tasks.py     inpaint, reconstruct, interpolate, novel-view, ood-score
-    evaluate.py  eval mmd|fid|guidance-sweep|fid-stats|psnr|poses|auroc
+    evaluate.py  eval mmd|fid|guidance-sweep|compose|fid-stats|psnr|poses|auroc
+    data.py      data export
     common.py    options, loading, progress, output writers, the report printer
 
 Errors are one line on stderr: exit 2 for bad usage or input, 1 for failures at run time,
@@ -17,7 +18,7 @@ import sys
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from ebmkit.cli import train, generate, tasks, evaluate  # noqa: F401, I001 (they register their commands, in this order)
+from ebmkit.cli import train, generate, tasks, evaluate, data  # noqa: F401, I001 (they register their commands, in this order)
 from ebmkit.cli.common import app, err
 from ebmkit.errors import EbmkitError
 

@@ -4,6 +4,7 @@ fails in a fraction of a second."""
 
 import json
 import math
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,12 +16,58 @@ from rich.progress import Progress
 from ebmkit import inputs
 from ebmkit.errors import EbmkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help (no Rich markup: "[default: runs/PRESET]" and JSON schemas stay as written); -h or --help.
+HELP = {"no_args_is_help": True, "rich_markup_mode": None, "context_settings": {"help_option_names": ["-h", "--help"]}}
+app = typer.Typer(pretty_exceptions_enable=False, **HELP,
                   help="Energy-based generative models of Zhu (UCLA 2024): CDRL, CoopFlow, NeRF-LEBM.")
-presets_app = typer.Typer(no_args_is_help=True, help="List and inspect presets.")
+
+
+def example(*lines: str) -> str:
+    """The epilog of a command's --help: its examples, kept as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+presets_app = typer.Typer(**HELP, help="List and inspect presets.",
+                          epilog=example("ebmkit presets list", "ebmkit presets show cdrl-points"))
 app.add_typer(presets_app, name="presets")
-eval_app = typer.Typer(no_args_is_help=True, help="Measure sample quality.")
+eval_app = typer.Typer(**HELP, help="Measure sample quality.",
+                       epilog=example("ebmkit eval mmd --model runs/mine/model.safetensors",
+                                      "ebmkit eval fid --model runs/digits/model.safetensors"))
 app.add_typer(eval_app, name="eval")
+data_app = typer.Typer(**HELP, help="Built-in data sets as files.",
+                       epilog=example("ebmkit data export scenes:test --out scenes_test/"))
+app.add_typer(data_app, name="data")
+
+
+def renamed(value, name: str, old_value, old: str):
+    """An option given by its name or, for one more release, by its deprecated old name (with a warning)."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise EbmkitError(f"give {name} once ({old} is its deprecated old name)")
+    err.print(f"warning: {old} is deprecated and goes in the next release: use {name}", markup=False)
+    return old_value
+
+
+def _old(name: str):
+    """A hidden option under a deprecated name (see renamed)."""
+    return typer.Option(name, hidden=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ebmkit import __version__
+
+        print(f"ebmkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(epilog=example("ebmkit train --preset cdrl-points --run-dir runs/mine",
+                             "ebmkit sample --model runs/mine/model.safetensors --num 5000 --out s.png",
+                             "ebmkit sample -h"))
+def root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False):
+    """Energy-based generative models of Zhu (UCLA 2024): CDRL, CoopFlow, NeRF-LEBM."""
 out = Console(soft_wrap=True, emoji=False)  # long result lines stay whole in logs and pipes
 err = Console(stderr=True, soft_wrap=True, emoji=False)  # ":x" in a message stays ":x"
 
@@ -77,7 +124,9 @@ def print_json(report) -> None:
 def finish(report: dict, as_json: bool, line: str, result: bool = False) -> None:
     """The end of every command: `report` as JSON on stdout with --json; else `line`, on stdout when it is
     the command's result (a figure), on stderr when it only says what was written."""
-    if as_json:
+    if "-" in report.get("written", []):  # the data went to standard output: the report goes to stderr
+        err.print(json.dumps(_finite_json(report)) if as_json else line, markup=False, highlight=False)
+    elif as_json:
         print_json(report)
     else:
         (out if result else err).print(line, markup=False, highlight=False)
@@ -95,6 +144,26 @@ def check_outputs(out_path: Optional[Path], out_dir: Optional[Path], suffixes: t
         raise EbmkitError(f"give --out FILE ({', '.join(suffixes)}) and/or --out-dir DIR")
     inputs.output_file(out_path, "--out", suffixes)
     inputs.output_dir(out_dir, "--out-dir")
+
+
+def from_stdin(value):
+    """An input given as "-": standard input, saved to a temporary file (.npz when it is a zip archive, else
+    .csv) so that every reader and check applies; any other value passes through."""
+    if value is None or str(value) != "-":
+        return value
+    import atexit
+    import os
+    import sys
+    import tempfile
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise EbmkitError("standard input (-) is empty")
+    f = tempfile.NamedTemporaryFile(prefix="ebmkit-stdin-", suffix=".npz" if data[:2] == b"PK" else ".csv", delete=False)
+    f.write(data)
+    f.close()
+    atexit.register(os.unlink, f.name)
+    return type(value)(f.name)
 
 
 def check_finite(x) -> None:
@@ -117,8 +186,8 @@ def write_images(x, out_path: Optional[Path], out_dir: Optional[Path], nrow: int
     written = []
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        if out_path.suffix == ".npz":
-            np.savez(out_path, samples=(x if npz is None else npz).numpy())
+        if out_path.suffix == ".npz" or str(out_path) == "-":  # "-": the .npz on standard output
+            np.savez(sys.stdout.buffer if str(out_path) == "-" else out_path, samples=(x if npz is None else npz).numpy())
         else:
             viz.save_grid(x, out_path, nrow)
         written.append(str(out_path))
@@ -148,5 +217,5 @@ def write_points(method, x, out_path: Path) -> list[str]:
     if out_path.suffix == ".png":
         viz.save_scatter(x, out_path)
     else:
-        write(x, out_path)
+        write(x, sys.stdout if str(out_path) == "-" else out_path)  # "-": CSV on standard output
     return [str(out_path)]

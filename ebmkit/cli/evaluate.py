@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ebmkit import inputs
-from ebmkit.cli.common import (BatchOpt, DeviceOpt, JsonOpt, SeedOpt, StepsOpt, eval_app, finish, load, out,
+from ebmkit.cli.common import (_old, example, from_stdin, renamed, BatchOpt, DeviceOpt, JsonOpt, SeedOpt, StepsOpt, eval_app, finish, load, out,
                                print_json, progress)
 from ebmkit.errors import EbmkitError
 
@@ -17,10 +17,11 @@ FeaturesOpt = Annotated[str, typer.Option(help="auto (domain for built-in image 
 InceptionOpt = Annotated[Optional[Path], typer.Option(help="TorchScript Inception file (inception-2015-12-05.pt)  [env EBMKIT_INCEPTION_WEIGHTS].")]
 
 
-@eval_app.command("mmd")
+@eval_app.command("mmd", epilog=example("ebmkit eval mmd --model runs/mine/model.safetensors --num 5000",
+                                        "ebmkit eval mmd --model runs/mine/model.safetensors --ref held_out.npy --json"))
 def eval_mmd(
     model: Annotated[Path, typer.Option(help="Model file of a point model.")],
-    ref: Annotated[Optional[Path], typer.Option(help="Held-out points (.npy, .npz, .csv) in the data's units; default: a fresh draw of a built-in set, or the training file.")] = None,
+    ref: Annotated[Optional[Path], typer.Option(help="Held-out points (.npy, .npz, .csv; - reads standard input) in the data's units; default: a fresh draw of a built-in set, or the training file.")] = None,
     num: Annotated[int, typer.Option(min=10, help="Samples, and reference points in each half.")] = 5000,
     repeats: Annotated[int, typer.Option(min=1, help="Independent comparisons averaged (one alone is noisy).")] = 16,
     seed: SeedOpt = 0,
@@ -30,6 +31,7 @@ def eval_mmd(
 ):
     """Squared MMD (RBF kernels) of samples to held-out data, beside a second half of that data's."""
     inputs.existing_file(model, "--model")
+    ref = from_stdin(ref)
     inputs.existing_file(ref, "--ref")
     inputs.device(device)
     from ebmkit.metrics.points import points_report
@@ -55,7 +57,8 @@ def eval_mmd(
                   f"(data: {report['on_squares_data']:.1%})")
 
 
-@eval_app.command("fid")
+@eval_app.command("fid", epilog=example("ebmkit eval fid --model runs/digits/model.safetensors",
+                                        "ebmkit eval fid --samples samples/ --ref cifar10_train/ --inception-weights inception-2015-12-05.pt"))
 def eval_fid(
     model: Annotated[Optional[Path], typer.Option(help="Model file to sample from.")] = None,
     samples: Annotated[Optional[str], typer.Option(help="Score these images instead (folder, .npz or built-in set NAME[:SPLIT]).")] = None,
@@ -101,7 +104,7 @@ def eval_fid(
                   f"{report['confident_real']:.1%}); classes {report['class_histogram']}")
 
 
-@eval_app.command("guidance-sweep")
+@eval_app.command("guidance-sweep", epilog=example("ebmkit eval guidance-sweep --model runs/cdrl-shapes-cond/model.safetensors --weights 0,0.5,1,2 --out sweep.png"))
 def eval_guidance_sweep(
     model: Annotated[Path, typer.Option(help="Class-conditional model file.")],
     weights: Annotated[str, typer.Option(help="Comma-separated guidance weights w.")] = "0,0.5,1,2,4",
@@ -144,7 +147,7 @@ def eval_guidance_sweep(
     out.print(f"{num_per_class} samples per class and weight, against {sweep['ref']}")
 
 
-@eval_app.command("compose")
+@eval_app.command("compose", epilog=example("ebmkit eval compose --model runs/cdrl-shapes-compose/model.safetensors --num 24 --out compose.png"))
 def eval_compose(
     model: Annotated[Path, typer.Option(help="Attribute-conditional model of a built-in set (e.g. cdrl-shapes-compose).")],
     num: Annotated[int, typer.Option(min=1, help="Samples per request (each value alone, each pair of values).")] = 24,
@@ -180,7 +183,7 @@ def eval_compose(
                             f"both: {share(report['carried_and_lit_area_in_range'])}", result=True)
 
 
-@eval_app.command("fid-stats")
+@eval_app.command("fid-stats", epilog=example("ebmkit eval fid-stats --data cifar10_train/ --out cifar10_stats.npz --inception-weights inception-2015-12-05.pt"))
 def eval_fid_stats(
     data: Annotated[str, typer.Option(help="Built-in set NAME[:SPLIT], image folder or .npz of images.")],
     out_path: Annotated[Path, typer.Option("--out", help="Statistics file to write (.npz with mu, sigma).")],
@@ -206,24 +209,29 @@ def eval_fid_stats(
     finish(report, as_json, f"{stats.features} statistics of {stats.num} images of {stats.source} -> {out_path}")
 
 
-@eval_app.command("psnr")
+@eval_app.command("psnr", epilog=example("ebmkit eval psnr --images views/ --ref truth/ --json"))
 def eval_psnr(
-    a: Annotated[Path, typer.Option(help="Images (folder, image file or .npz).")],
-    b: Annotated[Path, typer.Option(help="The images to compare with, in the same order (sorted file names).")],
+    images: Annotated[Optional[Path], typer.Option(help="Images (folder, image file or .npz).")] = None,
+    ref: Annotated[Optional[Path], typer.Option(help="The images to compare with, in the same order (sorted file names).")] = None,
     as_json: JsonOpt = False,
+    a: Annotated[Optional[Path], _old("--a")] = None,
+    b: Annotated[Optional[Path], _old("--b")] = None,
 ):
     """PSNR (dB, peak 255) of image pairs: one per pair and their mean (identical pairs: infinite; null in --json)."""
-    inputs.data_source(a, "--a", ())
-    inputs.data_source(b, "--b", ())
+    images, ref = renamed(images, "--images", a, "--a"), renamed(ref, "--ref", b, "--b")
+    if images is None or ref is None:
+        raise EbmkitError("give --images PATH and --ref PATH")
+    inputs.data_source(images, "--images", ())
+    inputs.data_source(ref, "--ref", ())
     from ebmkit.metrics.psnr import psnr_of_files
 
-    values = psnr_of_files(a, b)
+    values = psnr_of_files(images, ref)
     report = {"psnr_mean": sum(values) / len(values), "num": len(values), "psnr": values,
               "identical": sum(v == math.inf for v in values)}  # infinite PSNR: null in --json
     finish(report, as_json, f"PSNR {report['psnr_mean']:.2f} dB (mean of {len(values)} pairs)", result=True)
 
 
-@eval_app.command("poses")
+@eval_app.command("poses", epilog=example("ebmkit eval poses --model runs/nerf-lebm-scenes-nopose/model.safetensors --data scenes:test"))
 def eval_poses(
     model: Annotated[Path, typer.Option(help="NeRF-LEBM model trained with inference.poses = 'unknown'.")],
     data: Annotated[str, typer.Option(help="Posed built-in set NAME[:SPLIT].")] = "scenes:test",
@@ -252,18 +260,26 @@ def eval_poses(
            f"azimuth {report['azimuth_r2']:.2f}", result=True)
 
 
-@eval_app.command("auroc")
+@eval_app.command("auroc", epilog=example("ebmkit eval auroc --in-scores in.csv --ood-scores ood.csv",
+                                            "ebmkit ood-score --model runs/digits/model.safetensors --data digits:test --csv | ebmkit eval auroc --in-scores - --ood-scores ood.csv"))
 def eval_auroc(
-    in_scores: Annotated[Path, typer.Option("--in-scores", help="Scores of in-distribution inputs (CSV with a 'score' column, or one number per line).")],
-    out_scores: Annotated[Path, typer.Option("--out-scores", help="Scores of out-of-distribution inputs (same format).")],
+    in_scores: Annotated[Path, typer.Option("--in-scores", help="Scores of in-distribution inputs (CSV with a 'score' column, or one number per line; - reads standard input).")],
+    ood_scores: Annotated[Optional[Path], typer.Option(help="Scores of out-of-distribution inputs (same format).")] = None,
     as_json: JsonOpt = False,
+    out_scores: Annotated[Optional[Path], _old("--out-scores")] = None,
 ):
     """AUROC of OOD scores (higher = more anomalous; out-of-distribution is the positive class)."""
+    ood_scores = renamed(ood_scores, "--ood-scores", out_scores, "--out-scores")
+    if ood_scores is None:
+        raise EbmkitError("give --ood-scores FILE")
+    if str(in_scores) == str(ood_scores) == "-":
+        raise EbmkitError("standard input (-) can feed one of --in-scores and --ood-scores, not both")
+    in_scores, ood_scores = from_stdin(in_scores), from_stdin(ood_scores)
     inputs.existing_file(in_scores, "--in-scores")
-    inputs.existing_file(out_scores, "--out-scores")
+    inputs.existing_file(ood_scores, "--ood-scores")
     from ebmkit.metrics.auroc import auroc, read_scores
 
-    a, b = read_scores(in_scores), read_scores(out_scores)
+    a, b = read_scores(in_scores), read_scores(ood_scores)
     report = {"auroc": auroc(a, b), "num_in": len(a), "num_out": len(b)}
     finish(report, as_json, f"AUROC {report['auroc']:.4f} ({len(a)} in-distribution, {len(b)} out-of-distribution)",
            result=True)

@@ -7,15 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from ebmkit import inputs
-from ebmkit.cli.common import (BatchOpt, DeviceOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt, app, check_outputs,
+from ebmkit.cli.common import (example, BatchOpt, DeviceOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt, app, check_outputs,
                                check_points_output, finish, generator, load, progress, write_images, write_points)
 
 
-@app.command()
+@app.command(epilog=example("ebmkit sample --model runs/mine/model.safetensors --num 5000 --out mine.csv",
+                            "ebmkit sample --model cdrl.safetensors --num 100 --out fast.png --steps 5",
+                            "ebmkit sample --model runs/mine/model.safetensors --num 1000 --out - | head -3",
+                            "ebmkit sample --model runs/cdrl-shapes-cond/model.safetensors --class all --guidance 0.7 --num 32 --out g.png"))
 def sample(
     model: Annotated[Path, typer.Option(help="Model file (.safetensors) written by `ebmkit train`.")],
     num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 64,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (a scatter for 2-D models) or a .npz array; point models also .csv.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png grid (a scatter for 2-D models) or a .npz array; point models also .csv. - writes the array (point models: CSV) to standard output.")] = None,
     out_dir: OutDirOpt = None,
     seed: SeedOpt = 0,
     steps: StepsOpt = None,
@@ -65,7 +68,7 @@ def sample(
     finish(report, as_json, f"{len(x)} samples in {seconds:.1f} s -> {', '.join(written)}")
 
 
-@app.command()
+@app.command(epilog=example("ebmkit compose --model runs/cdrl-shapes-compose/model.safetensors --attr shape=circle --attr color=red --num 16 --out c.png"))
 def compose(
     model: Annotated[Path, typer.Option(help="Attribute-conditional model file (conditioning.kind = attributes).")],
     attrs: Annotated[list[str], typer.Option("--attr", help="NAME=VALUE, repeatable; attributes left out are uncontrolled.")],
@@ -79,7 +82,7 @@ def compose(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Compositional generation (sec. 5.3.6): samples carrying every requested attribute value."""
+    """Compositional generation: samples carrying every requested attribute value (sec. 5.3.6)."""
     inputs.existing_file(model, "--model")
     check_outputs(out_path, out_dir)
     inputs.device(device)

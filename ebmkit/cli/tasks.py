@@ -1,6 +1,8 @@
 """`ebmkit inpaint`, `reconstruct`, `interpolate`, `novel-view` and `ood-score`: tasks on images a user gives."""
 
+import csv as csv_module
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,13 +11,14 @@ import typer
 from rich.table import Table
 
 from ebmkit import inputs
-from ebmkit.cli.common import (BatchOpt, DeviceOpt, InferLrOpt, InferStepsOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt,
+from ebmkit.cli.common import (_old, example, from_stdin, renamed, BatchOpt, DeviceOpt, InferLrOpt, InferStepsOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt,
                                app, check_outputs, file_list, finish, generator, load, out, print_json, progress,
                                write_images)
 from ebmkit.errors import EbmkitError
 
 
-@app.command()
+@app.command(epilog=example("ebmkit inpaint --model runs/digits/model.safetensors --image digits:test --limit 8 --irregular --out d.png",
+                            "ebmkit inpaint --model cf.safetensors --image photo.png --box 8,8,24,24 --num 4 --out-dir fills/"))
 def inpaint(
     model: Annotated[Path, typer.Option(help="Model file.")],
     image: Annotated[str, typer.Option(help="Image file, folder, .npz, or built-in set NAME[:SPLIT] (first --limit images).")],
@@ -58,7 +61,7 @@ def inpaint(
                             f"(MSE on observed pixels before pasting them back: {done.observed_mse:.2e})")
 
 
-@app.command()
+@app.command(epilog=example("ebmkit reconstruct --model runs/coopflow-digits/model.safetensors --images digits:test --out rec.png"))
 def reconstruct(
     model: Annotated[Path, typer.Option(help="CoopFlow model file.")],
     images: Annotated[str, typer.Option(help="Image file, folder, .npz, or built-in set NAME[:SPLIT].")],
@@ -73,7 +76,7 @@ def reconstruct(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ):
-    """Reconstruct images with a CoopFlow model (sec. 4.4.3) and print the per-pixel MSE (Table 4.2)."""
+    """Reconstruct images with a CoopFlow model and print the per-pixel MSE (sec. 4.4.3, Table 4.2)."""
     inputs.existing_file(model, "--model")
     inputs.data_source(images, "--images")
     check_outputs(out_path, out_dir)
@@ -103,24 +106,29 @@ def reconstruct(
                             f"{len(done.curve) - 1} steps, {seconds:.1f} s -> {', '.join(written)}", result=True)
 
 
-@app.command()
+@app.command(epilog=example("ebmkit interpolate --model cf.safetensors --start x.png --end y.png --points 9 --out row.png"))
 def interpolate(
     model: Annotated[Path, typer.Option(help="CoopFlow model file.")],
-    a: Annotated[str, typer.Option(help="First image: an image file (or the first image of a folder, .npz or built-in set).")],
-    b: Annotated[str, typer.Option(help="Second image, the same way.")],
+    start: Annotated[Optional[str], typer.Option(help="First image: an image file (or the first image of a folder, .npz or built-in set).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Last image, the same way.")] = None,
     points: Annotated[int, typer.Option(min=2, help="Decoded images along the line between the two latents, ends included.")] = 9,
     infer_steps: InferStepsOpt = None,
     lr: InferLrOpt = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png row (a, decoded images, b, as Fig. 4.9) or a .npz.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="A .png row (start, decoded images, end, as Fig. 4.9) or a .npz.")] = None,
     out_dir: OutDirOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
+    a: Annotated[Optional[str], _old("--a")] = None,
+    b: Annotated[Optional[str], _old("--b")] = None,
 ):
     """Interpolate between two images in CoopFlow's latent space z (sec. 4.4.4)."""
     inputs.existing_file(model, "--model")
-    inputs.data_source(a, "--a")
-    inputs.data_source(b, "--b")
+    start, end = renamed(start, "--start", a, "--a"), renamed(end, "--end", b, "--b")
+    if start is None or end is None:
+        raise EbmkitError("give --start IMAGE and --end IMAGE")
+    inputs.data_source(start, "--start")
+    inputs.data_source(end, "--end")
     check_outputs(out_path, out_dir)
     inputs.device(device)
     from ebmkit.data.files import model_inputs
@@ -128,15 +136,16 @@ def interpolate(
 
     method, step = load(model, device, "interpolate", supported=("coopflow",),
                         why="other models' samples are no function of one latent: fresh noise enters at every "
-                            "level, so there is no latent to infer from --a and --b")
-    ends = [model_inputs(spec, method.shape, 1).to(method.device) for spec in (a, b)]
+                            "level, so there is no latent to infer from --start and --end")
+    ends = [model_inputs(spec, method.shape, 1).to(method.device) for spec in (start, end)]
     row, mse_ends = between(method, *ends, points, infer_steps, lr, generator(method.device, seed))
     written = write_images(row, out_path, out_dir, nrow=len(row))
     report = {"model": str(model), "step": step, "points": points, "mse_ends": mse_ends, "written": written}
     finish(report, as_json, f"{points} interpolated images -> {', '.join(written)}")
 
 
-@app.command("novel-view")
+@app.command("novel-view", epilog=example("ebmkit novel-view --model runs/nerf-lebm-scenes/model.safetensors --data scenes:test --objects 20 --shots 2 --out nv/",
+                                          "ebmkit novel-view --model m.safetensors --views front.png,side.png --poses poses.json --turntable 24 --out nv/"))
 def novel_view(
     model: Annotated[Path, typer.Option(help="NeRF-LEBM model file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the rendered views (PNG) and a grid.")],
@@ -180,53 +189,62 @@ def novel_view(
     finish(report, as_json, psnr or f"novel views -> {', '.join(written)}", result=psnr is not None)
 
 
-@app.command("ood-score")
+@app.command("ood-score", epilog=example("ebmkit ood-score --model runs/digits/model.safetensors --in-data digits:test --ood-data shapes:test",
+                                         "ebmkit ood-score --model runs/digits/model.safetensors --data my_images/ --csv > scores.csv"))
 def ood_score(
     model: Annotated[Path, typer.Option(help="Model file.")],
-    data: Annotated[Optional[str], typer.Option(help="Inputs to score: folder, image, .npz or built-in set NAME[:SPLIT].")] = None,
-    in_data: Annotated[Optional[str], typer.Option("--in", help="In-distribution inputs (with --out: print AUROC).")] = None,
-    out_data: Annotated[Optional[str], typer.Option("--out", help="Out-of-distribution inputs.")] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="index,score lines on stdout.")] = False,
+    data: Annotated[Optional[str], typer.Option(help="Inputs to score: folder, image, .npz (- reads it from standard input) or built-in set NAME[:SPLIT].")] = None,
+    in_data: Annotated[Optional[str], typer.Option(help="In-distribution inputs (with --ood-data: print AUROC).")] = None,
+    ood_data: Annotated[Optional[str], typer.Option(help="Out-of-distribution inputs.")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout: index,name,score (with --in-data and --ood-data: set,index,name,score).")] = False,
     level: Annotated[int, typer.Option(min=0, help="Noise level whose energy scores (0 = the lowest, as in sec. 5.4.5).")] = 0,
     draws: Annotated[int, typer.Option(min=1, help="Noise draws averaged per input at that level.")] = 4,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
+    old_in: Annotated[Optional[str], _old("--in")] = None,
+    old_out: Annotated[Optional[str], _old("--out")] = None,
 ):
-    """OOD scores (sec. 5.4.5): the energy at a noise level (default the lowest), higher = more anomalous.
+    """Out-of-distribution scores: the energy at a noise level (default the lowest, sec. 5.4.5), higher = more
+    anomalous.
 
-    Inputs are converted to the model's channels and size. With --in and --out: AUROC (OOD = positive)."""
+    Inputs are converted to the model's channels and size. With --in-data and --ood-data: AUROC (OOD = positive)."""
     inputs.existing_file(model, "--model")
-    if (data is None) == (in_data is None and out_data is None) or (in_data is None) != (out_data is None):
-        raise EbmkitError("give --data PATH, or both --in PATH and --out PATH")
-    for spec, option in ((data, "--data"), (in_data, "--in"), (out_data, "--out")):
+    in_data, ood_data = renamed(in_data, "--in-data", old_in, "--in"), renamed(ood_data, "--ood-data", old_out, "--out")
+    if (data is None) == (in_data is None and ood_data is None) or (in_data is None) != (ood_data is None):
+        raise EbmkitError("give --data PATH, or both --in-data PATH and --ood-data PATH")
+    data = from_stdin(data)
+    for spec, option in ((data, "--data"), (in_data, "--in-data"), (ood_data, "--ood-data")):
         inputs.data_source(spec, option)
     inputs.device(device)
+    from ebmkit.data.files import input_names
     from ebmkit.metrics.auroc import auroc
     from ebmkit.tasks.ood import score
 
     method, _ = load(model, device, "ood-score", supported=("cdrl",))
-    scores = {}
-    for name, spec in (("data", data), ("in", in_data), ("out", out_data)):
+    scores, names = {}, {}
+    for name, spec in (("data", data), ("in", in_data), ("out", ood_data)):
         if spec is not None:
             with progress(f"scoring {spec}", None, as_json or csv) as advance:
                 scores[name] = score(method, spec, level, draws, generator(method.device, seed), batch_size, advance)
-    rows = [(name, i, v) for name, values in scores.items() for i, v in enumerate(values)]
+            names[name] = input_names(spec, len(scores[name]))
+    rows = [(s, i, names[s][i], f"{v:.6g}") for s, values in scores.items() for i, v in enumerate(values)]
     if csv:
-        print("index,score" if data is not None else "set,index,score")
-        return print("\n".join(f"{i},{v:.6g}" if data is not None else f"{name},{i},{v:.6g}" for name, i, v in rows))
+        writer = csv_module.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["index", "name", "score"] if data is not None else ["set", "index", "name", "score"])
+        return writer.writerows(r[1:] if data is not None else r for r in rows)
     if data is not None:
         if as_json:
-            return print_json({"model": str(model), "data": data, "scores": scores["data"]})
-        table = Table("index", "score (energy)", box=None)
-        for _, i, v in rows:
-            table.add_row(str(i), f"{v:.6g}")
+            return print_json({"model": str(model), "data": data, "names": names["data"], "scores": scores["data"]})
+        table = Table("index", "name", "score (energy)", box=None)
+        for _, i, name, v in rows:
+            table.add_row(str(i), name, v)
         return out.print(table)
     s_in, s_out = scores["in"], scores["out"]
-    report = {"model": str(model), "in": in_data, "out": out_data, "level": level, "auroc": auroc(s_in, s_out),
+    report = {"model": str(model), "in": in_data, "out": ood_data, "level": level, "auroc": auroc(s_in, s_out),
               "num_in": len(s_in), "num_out": len(s_out),
               "mean_score_in": sum(s_in) / len(s_in), "mean_score_out": sum(s_out) / len(s_out)}
     finish(report, as_json, f"AUROC {report['auroc']:.4f}  ({len(s_in)} in-distribution from {in_data}, mean score "
-                            f"{report['mean_score_in']:.4g}; {len(s_out)} out-of-distribution from {out_data}, "
+                            f"{report['mean_score_in']:.4g}; {len(s_out)} out-of-distribution from {ood_data}, "
                             f"mean score {report['mean_score_out']:.4g})", result=True)

@@ -40,6 +40,19 @@ def model_inputs(spec: str | Path, shape: tuple[int, ...], limit: int | None = N
     return to_model_space(fit(images[:limit] if limit else images, shape))
 
 
+def input_names(spec: str | Path, count: int) -> list[str]:
+    """A name for each of the `count` images of `spec`, in the order load_images reads them: a folder's file
+    paths relative to it, an image file's name, else SPEC#INDEX (a .npz or a built-in set)."""
+    from ebmkit.data.images import IMAGE_EXTS, image_files
+
+    path = Path(spec).expanduser()
+    if builtin_spec(str(spec)) is None and path.is_dir():
+        return [str(p.relative_to(path)) for p in image_files(path)][:count]
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTS:
+        return [path.name]
+    return [f"{spec}#{i}" for i in range(count)]
+
+
 def fit(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """uint8 images -> a model's (C, H, W): grey <-> RGB (channel mean or repeat), bicubic resize."""
     channels, size = shape[0], shape[-2:]

@@ -119,12 +119,18 @@ def decode(files: list[Path], image_size: int | None = None) -> torch.Tensor:
     return _decode(files, prepare)
 
 
-def load_folder(root: Path, split: str, image_size: int | None) -> Dataset:
-    """All images under `root` (recursive, sorted); the split is ignored. Class subfolders -> labels."""
-    check_split("folder", split, ("train", "test", "all"))
+def image_files(root: Path) -> list[Path]:
+    """The image files under `root`, recursive, sorted: the order every folder of images is read in."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
         raise EbmkitError(f"no images found in {root} (looked for {', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def load_folder(root: Path, split: str, image_size: int | None) -> Dataset:
+    """All images under `root` (recursive, sorted); the split is ignored. Class subfolders -> labels."""
+    check_split("folder", split, ("train", "test", "all"))
+    files = image_files(root)
 
     x = decode(files, image_size)
     labels = class_names = None

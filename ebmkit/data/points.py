@@ -91,18 +91,25 @@ def read_points(path: str | Path, min_rows: int = MIN_ROWS) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
-def write_points(x: torch.Tensor, path: str | Path) -> None:
-    """(N, D) points to a .npz (array `samples`) or a .csv with a header x0, x1, ..."""
+def write_points(x: torch.Tensor, path) -> None:
+    """(N, D) points to a .npz (array `samples`) or a .csv with a header x0, x1, ... (also to an open text
+    stream such as standard output)."""
+    values = x.detach().cpu().numpy()
+    if hasattr(path, "write"):
+        return _write_csv(values, path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    values = x.detach().cpu().numpy()
     if path.suffix.lower() == ".npz":
         np.savez(path, samples=values)
         return
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([f"x{j}" for j in range(values.shape[1])])
-        writer.writerows([[repr(float(v)) for v in row] for row in values])
+        _write_csv(values, f)
+
+
+def _write_csv(values: np.ndarray, f) -> None:
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow([f"x{j}" for j in range(values.shape[1])])
+    writer.writerows([[repr(float(v)) for v in row] for row in values])
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ models on one data set; they are not Inception FIDs and not comparable with the 
 """
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ebmkit.errors import EbmkitError
 VERSION = "1"          # bump when the network or its training changes: old caches are then ignored
 FEATURES = 64
 EPOCHS, BATCH, LR = 30, 64, 2e-3
+log = logging.getLogger("ebmkit")
 
 
 def cache_dir() -> Path:
@@ -119,7 +121,9 @@ class DomainFeatures:
             net = DomainClassifier(info["channels"], len(info["class_names"]))
             net.load_state_dict(tensors)
         else:
+            log.warning(f"first use of {self.name}: training it once ({EPOCHS} epochs; seconds to minutes on a CPU), cached as {path}")
             net, acc = train_classifier(name, image_size, target)
+            log.warning(f"{self.name} trained: {acc:.1%} test accuracy")
             test = load_dataset(name, split="test", image_size=image_size)
             info = {"data": name, "image_size": image_size, "channels": test.shape[0], "target": target,
                     "class_names": targets(test, target)[1], "test_accuracy": acc, "version": VERSION}

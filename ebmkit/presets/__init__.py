@@ -7,7 +7,7 @@ errors that name the field. Paper presets cite the thesis table or section each 
 
 import json
 import os
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any, get_args
 
@@ -19,13 +19,18 @@ from ebmkit.presets.cdrl import CDRLPreset
 from ebmkit.presets.coopflow import CoopFlowPreset
 from ebmkit.presets.nerf_lebm import NeRFLEBMPreset
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
+
+PRESET_DIR = Path(__file__).resolve().parent / "files"  # a link to the top-level presets/; in a wheel, the files
 SCHEMAS: dict[str, type[BaseModel]] = {"cdrl": CDRLPreset, "coopflow": CoopFlowPreset, "nerf_lebm": NeRFLEBMPreset}
 Preset = CDRLPreset | CoopFlowPreset | NeRFLEBMPreset  # the union of all method schemas
 
 
 def list_presets() -> list[tuple[str, str]]:
-    """(name, description) of every preset shipped in presets/."""
+    """(name, description) of every preset shipped with ebmkit (presets/ in a checkout)."""
     out = []
     for f in sorted(PRESET_DIR.glob("*.toml")):
         raw = tomllib.loads(f.read_text())
@@ -34,8 +39,15 @@ def list_presets() -> list[tuple[str, str]]:
 
 
 def _read(source: str) -> tuple[dict, str]:
-    """Raw dict from a preset name, a .toml file or a .json file (e.g. a run's preset.json)."""
+    """Raw dict from a preset name, a .toml file, a .json file (e.g. a run's preset.json) or a model file."""
     path = Path(source)
+    if path.suffix == ".safetensors" and path.is_file():
+        from ebmkit.checkpoint import read_metadata
+
+        try:
+            return json.loads(read_metadata(path)["preset"])["preset"], str(path)
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise EbmkitError(f"{path}: unreadable preset metadata") from None
     if path.suffix in (".toml", ".json") and path.is_file():
         text = path.read_text()
         try:

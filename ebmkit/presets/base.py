@@ -127,7 +127,7 @@ class Conditioning(Strict):
 
 
 class Guard(Strict):
-    """Divergence guard (Trainer._check in train.py): a non-finite loss, gradient or weight; |energy| above
+    """Divergence guard (Trainer._check in training.py): a non-finite loss, gradient or weight; |energy| above
     `max_abs_energy`; and from iteration `spike_after` on, an energy above `spike_factor` x its own running
     mean at the last good snapshot (a blow-up; an energy that a new phase starts to report is first
     compared once a snapshot has seen it), or the running gap between data and sample energies above
@@ -170,7 +170,7 @@ class Speed(Strict):
 
 
 class Loop(Strict):
-    """The fields the training loop reads (train.py); each method's [train] section adds its own."""
+    """The fields the training loop reads (training.py); each method's [train] section adds its own."""
 
     batch_size: PositiveInt                      # global, split over ranks
     iterations: PositiveInt                      # all phases together

@@ -8,6 +8,7 @@ gradient clipping, keeps EMA copies, guards against divergence, and writes the r
     RUN/train_state.safetensors   networks, optimisers, RNG and data order: exact resume
     RUN/metrics.jsonl             one JSON line per log interval, and guard events
     RUN/samples/step_*.png        periodic previews
+    RUN/curves.png                losses, energies, gradient norms, evaluations, guard events (at each preview)
 
 Checkpoints are staged in temporary files and renamed over the run's files only once a forward pass
 from that state has passed the divergence guard, so the run's model is never a state the guard would
@@ -19,6 +20,7 @@ saves, and exits.
 """
 
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -35,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ebmkit import checkpoint, inputs, rundir
+from ebmkit import checkpoint, inputs, rundir, viz
 from ebmkit.data import from_config
 from ebmkit.data.batches import ShardedBatches
 from ebmkit.data.points import PointUnits
@@ -141,6 +143,7 @@ class Watch:
 class Trainer:
     def __init__(self, preset, run_dir: Path, ranks: Ranks, resume: bool, quiet: bool = False):
         self.preset, self.run_dir, self.ranks, self.quiet = preset, run_dir, ranks, quiet
+        self.board = None  # a TensorBoard writer (train(tensorboard=True)), opened once the step is known
         t = preset.train
         torch.manual_seed(t.seed * 1000 + ranks.rank)  # each rank its own stream
         self.data = from_config(preset.data, "train", t.seed)
@@ -284,9 +287,12 @@ class Trainer:
         self._discard()
 
     def preview(self) -> None:
+        """Samples in RUN/samples/ and the training curves so far in RUN/curves.png."""
         if self.ranks.main:
             gen = torch.Generator(self.ranks.device).manual_seed(self.preview_gen_seed)
             self.method.preview(self.run_dir / "samples" / f"step_{self.step:07d}.png", gen, self.data)
+            viz.training_curves(rundir.read_log(self.run_dir / "metrics.jsonl", lambda message: None),
+                                self.run_dir / "curves.png")
 
     def evaluate(self) -> None:
         """Measure sample quality on rank 0 (metrics/evaluate.py) and log it as an "eval" event."""
@@ -313,6 +319,13 @@ class Trainer:
         if self.ranks.main:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.board is not None:
+                group = record.get("event", "train")
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.board.add_scalar(f"{group}/{key}", value, record["step"])
+                if group in ("guard", "guard_failed"):
+                    self.board.add_text("guard", f"step {record['step']}: {record.get('reason', '')}", record["step"])
 
     # -- one step ---------------------------------------------------------------------------
     def _set_lr(self) -> None:
@@ -486,10 +499,14 @@ class Trainer:
 
 
 def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
-          device: str = "auto", quiet: bool = False) -> Path:
+          device: str = "auto", quiet: bool = False, tensorboard: bool = False) -> Path:
     """Train `preset` into `run_dir` (or continue the run there). Returns the model file. The run directory
-    is locked for the life of the process; a command that fails before training leaves it as it was."""
+    is locked for the life of the process; a command that fails before training leaves it as it was.
+    With `tensorboard`, every logged figure also goes to RUN/tensorboard/ (needs the tensorboard package)."""
     run_dir = Path(run_dir)
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise EbmkitError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                          "(or install ebmkit-cli[tensorboard])")
     ranks = setup_ranks(device)
     inputs.output_dir(run_dir, "run directory")
     if resume:
@@ -519,12 +536,19 @@ def train(preset, run_dir: str | Path, resume: bool = False, overwrite: bool = F
         raise
     try:
         if not resume and ranks.main:
-            for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json"):
+            for name in ("model.safetensors", "train_state.safetensors", "metrics.jsonl", "preset.json", "curves.png"):
                 (run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(run_dir / "samples", ignore_errors=True)
+            for folder in ("samples", "tensorboard"):
+                shutil.rmtree(run_dir / folder, ignore_errors=True)
         if resume and ranks.main:
             trainer.truncate_log()
+        if tensorboard and ranks.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            trainer.board = SummaryWriter(str(run_dir / "tensorboard"), purge_step=trainer.step or None)
         trainer.run()
     finally:
+        if trainer.board is not None:
+            trainer.board.close()
         lock.release()
     return run_dir / "model.safetensors"
