@@ -49,7 +49,7 @@ def renamed(value, name: str, old_value, old: str):
     return old_value
 
 
-def _old(name: str):
+def old_name(name: str):
     """A hidden option under a deprecated name (see renamed)."""
     return typer.Option(name, hidden=True)
 

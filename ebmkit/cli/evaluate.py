@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from ebmkit import inputs
-from ebmkit.cli.common import (_old, example, from_stdin, renamed, BatchOpt, DeviceOpt, JsonOpt, SeedOpt, StepsOpt, eval_app, finish, load, out,
-                               print_json, progress)
+from ebmkit.cli.common import (BatchOpt, DeviceOpt, JsonOpt, SeedOpt, StepsOpt, eval_app, example, finish,
+                               from_stdin, load, old_name, out, print_json, progress, renamed)
 from ebmkit.errors import EbmkitError
 
 FeaturesOpt = Annotated[str, typer.Option(help="auto (domain for built-in image sets, else Inception), inception or domain.")]
@@ -214,8 +214,8 @@ def eval_psnr(
     images: Annotated[Optional[Path], typer.Option(help="Images (folder, image file or .npz).")] = None,
     ref: Annotated[Optional[Path], typer.Option(help="The images to compare with, in the same order (sorted file names).")] = None,
     as_json: JsonOpt = False,
-    a: Annotated[Optional[Path], _old("--a")] = None,
-    b: Annotated[Optional[Path], _old("--b")] = None,
+    a: Annotated[Optional[Path], old_name("--a")] = None,
+    b: Annotated[Optional[Path], old_name("--b")] = None,
 ):
     """PSNR (dB, peak 255) of image pairs: one per pair and their mean (identical pairs: infinite; null in --json)."""
     images, ref = renamed(images, "--images", a, "--a"), renamed(ref, "--ref", b, "--b")
@@ -266,7 +266,7 @@ def eval_auroc(
     in_scores: Annotated[Path, typer.Option("--in-scores", help="Scores of in-distribution inputs (CSV with a 'score' column, or one number per line; - reads standard input).")],
     ood_scores: Annotated[Optional[Path], typer.Option(help="Scores of out-of-distribution inputs (same format).")] = None,
     as_json: JsonOpt = False,
-    out_scores: Annotated[Optional[Path], _old("--out-scores")] = None,
+    out_scores: Annotated[Optional[Path], old_name("--out-scores")] = None,
 ):
     """AUROC of OOD scores (higher = more anomalous; out-of-distribution is the positive class)."""
     ood_scores = renamed(ood_scores, "--ood-scores", out_scores, "--out-scores")

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from ebmkit import inputs
-from ebmkit.cli.common import (example, BatchOpt, DeviceOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt, app, check_outputs,
-                               check_points_output, finish, generator, load, progress, write_images, write_points)
+from ebmkit.cli.common import (BatchOpt, DeviceOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt, app, check_outputs,
+                               check_points_output, example, finish, generator, load, progress, write_images,
+                               write_points)
 
 
 @app.command(epilog=example("ebmkit sample --model runs/mine/model.safetensors --num 5000 --out mine.csv",

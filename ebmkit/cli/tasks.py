@@ -11,9 +11,9 @@ import typer
 from rich.table import Table
 
 from ebmkit import inputs
-from ebmkit.cli.common import (_old, example, from_stdin, renamed, BatchOpt, DeviceOpt, InferLrOpt, InferStepsOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt,
-                               app, check_outputs, file_list, finish, generator, load, out, print_json, progress,
-                               write_images)
+from ebmkit.cli.common import (BatchOpt, DeviceOpt, InferLrOpt, InferStepsOpt, JsonOpt, OutDirOpt, SeedOpt, StepsOpt,
+                               app, check_outputs, example, file_list, finish, from_stdin, generator, load, old_name,
+                               out, print_json, progress, renamed, write_images)
 from ebmkit.errors import EbmkitError
 
 
@@ -119,8 +119,8 @@ def interpolate(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
-    a: Annotated[Optional[str], _old("--a")] = None,
-    b: Annotated[Optional[str], _old("--b")] = None,
+    a: Annotated[Optional[str], old_name("--a")] = None,
+    b: Annotated[Optional[str], old_name("--b")] = None,
 ):
     """Interpolate between two images in CoopFlow's latent space z (sec. 4.4.4)."""
     inputs.existing_file(model, "--model")
@@ -203,8 +203,8 @@ def ood_score(
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
-    old_in: Annotated[Optional[str], _old("--in")] = None,
-    old_out: Annotated[Optional[str], _old("--out")] = None,
+    old_in: Annotated[Optional[str], old_name("--in")] = None,
+    old_out: Annotated[Optional[str], old_name("--out")] = None,
 ):
     """Out-of-distribution scores: the energy at a noise level (default the lowest, sec. 5.4.5), higher = more
     anomalous.
