@@ -149,7 +149,7 @@ def test_train_on_a_file_then_sample_in_its_units(tmp_path):
 def test_a_dimension_the_preset_cannot_take(tmp_path):
     np.save(tmp_path / "p1.npy", blob(600, dim=1))
     np.save(tmp_path / "p2.npy", blob(600))
-    for preset, data, pattern in (("coopflow-points", "p1.npy", "affine coupling flow needs points of D >= 2"),
+    for preset, data, pattern in (("coopflow-points", "p1.npy", "a coupling flow needs points of D >= 2"),
                                   ("cdrl-digits", "p2.npy", "built-in 'digits' set, which reads no files"),
                                   ("cdrl-cifar10", "p2.npy", "is not a directory: it should hold cifar-10-batches-bin")):
         proc = ebmkit("train", "--preset", preset, "--data", tmp_path / data, "--run-dir", tmp_path / "r", "--quiet")
@@ -157,13 +157,15 @@ def test_a_dimension_the_preset_cannot_take(tmp_path):
         assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("preset", ["cdrl-points", "coopflow-points", "coopflow-points-langevin"])
-def test_any_dimension_trains(tmp_path, preset):
-    """A 3-D point file trains every point method; pictures need D = 2, arrays do not."""
+@pytest.mark.parametrize("preset, extra", [("cdrl-points", ()), ("coopflow-points", ()),
+                                           ("coopflow-points", ('flow.arch="mixlogcdf"',)),
+                                           ("coopflow-points-langevin", ())])
+def test_any_dimension_trains(tmp_path, preset, extra):
+    """A 3-D point file trains every point method (and both point flows); pictures need D = 2, arrays do not."""
     np.save(tmp_path / "p3.npy", blob(600, dim=3))
     run = tmp_path / "run"
     ebmkit("train", "--preset", preset, "--data", tmp_path / "p3.npy", "--run-dir", run, "--quiet",
-           *set_args(tiny(preset, "train.iterations=6", "data.standardize=true")), check=True)
+           *set_args(tiny(preset, "train.iterations=6", "data.standardize=true", *extra)), check=True)
     ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.npz", check=True)
     assert np.load(tmp_path / "s.npz")["samples"].shape == (20, 3)
     proc = ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.png")

@@ -34,7 +34,7 @@ from ebmkit.data import Dataset
 from ebmkit.errors import EbmkitError
 from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
-from ebmkit.nets import AffineCouplingFlow, FlowPP
+from ebmkit.nets import FlowPP, PointFlow
 from ebmkit.nets.coopflow_ebm import CoopFlowEBM, SwishMLP
 from ebmkit.nets.flow_layers import ActNorm, standard_normal_logprob
 
@@ -83,7 +83,7 @@ class CoopFlow(Method):
             f = p.flow
             if (f.arch == "flowpp") != images:
                 raise EbmkitError(f"flow.arch {f.arch!r} does not fit examples of shape {shape} "
-                                  f"(flowpp is for images, affine for points)")
+                                  f"(flowpp is for images, affine and mixlogcdf for points)")
             if f.arch == "flowpp":
                 try:
                     nets["flow"] = FlowPP(shape[0], shape[1], f.num_channels, f.num_blocks, f.num_components,
@@ -92,10 +92,11 @@ class CoopFlow(Method):
                 except ValueError as err:
                     raise EbmkitError(f"flow.scales: {err}") from None
             elif shape[0] < 2:
-                raise EbmkitError("the affine coupling flow needs points of D >= 2 (for D = 1 it is one affine map); "
+                raise EbmkitError("a coupling flow needs points of D >= 2 (a coupling splits the coordinates); "
                                   "train.mode = 'langevin' takes any D")
             else:
-                nets["flow"] = AffineCouplingFlow(shape[0], f.hidden, f.num_couplings, f.num_hidden_layers)
+                nets["flow"] = PointFlow(shape[0], f.hidden, f.num_couplings, f.num_hidden_layers, f.arch,
+                                          f.num_components)
         if mode != "flow":
             e = p.ebm
             if (e.arch == "coopflow") != images:

@@ -6,7 +6,7 @@ from .ebm_resnet import EBMResNet
 from .embedding import NoiseLevelEmbedding, logsnr_to_unit, sinusoidal_embedding
 from .mlp import EBMMLP, InitMLP
 from .unet import UNet
-from .affine_flow import AffineCouplingFlow
+from .point_flow import PointFlow
 from .flowpp import FlowPP
 
 
@@ -16,4 +16,4 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = ["EBMResNet", "UNet", "EBMMLP", "InitMLP", "NoiseLevelEmbedding", "logsnr_to_unit",
-           "sinusoidal_embedding", "count_parameters", "FlowPP", "AffineCouplingFlow"]
+           "sinusoidal_embedding", "count_parameters", "FlowPP", "PointFlow"]

@@ -1,6 +1,6 @@
 """Invertible building blocks of the normalizing flows of CoopFlow (thesis ch. 4, sec. 4.5.1).
 
-Shared by FlowPP (Flow++, Ho et al. 2019) and AffineCouplingFlow: ActNorm (Glow, Kingma & Dhariwal
+Shared by FlowPP (Flow++, Ho et al. 2019) and PointFlow: ActNorm (Glow, Kingma & Dhariwal
 2018) with data-dependent initialisation, the invertible 1x1 convolution, the checkerboard split and
 squeeze reshapes, and the logistic-mixture CDF of the Flow++ coupling with its bisection inverse.
 Every layer maps forward(x) -> (y, logdet (B,)) and inverse(y) -> x.
@@ -145,25 +145,32 @@ def mixture_logit_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor
 
 def mixture_logit_cdf_inverse(y: torch.Tensor, logits: torch.Tensor, means: torch.Tensor,
                               log_scales: torch.Tensor, max_iters: int = 100) -> torch.Tensor:
-    """x with logit F(x) = y, by vectorised bisection, then an implicit-function gradient.
+    """x with logit F(x) = y, by safeguarded Newton steps, then an implicit-function gradient.
 
     logit F(x) lies between the component logits min_k and max_k of (x - mu_k) / s_k, so the root is
-    bracketed by min_k and max_k of mu_k + s_k y. Bisection halves every bracket until no midpoint
-    lies strictly inside its bracket (machine precision: about 55 steps in float64, 27 in float32),
-    at most `max_iters` times. The result carries the gradient of the implicit function
-    dx = (dy - d_theta logit F) / (d logit F / dx), its value untouched.
+    bracketed by min_k and max_k of mu_k + s_k y. Each step narrows every bracket by the sign of
+    logit F(x) - y and takes the Newton step where it lands inside the bracket, the bracket's midpoint
+    where it does not (logit F is increasing, so this converges always, and quadratically near the root:
+    about 6-10 steps where bisection needs 27 in float32, 55 in float64). It stops when no point moves
+    by more than a few ulps, after at most `max_iters` steps. The result carries the gradient of the
+    implicit function dx = (dy - d_theta logit F) / (d logit F / dx), its value untouched.
     """
     track_grad = torch.is_grad_enabled()
     with torch.no_grad():
         roots = means + log_scales.exp() * y.unsqueeze(1)  # (B, K, C, H, W)
         lo, hi = roots.amin(dim=1), roots.amax(dim=1)
-        for _ in range(max_iters):
-            mid = 0.5 * (lo + hi)
-            if not ((mid > lo) & (mid < hi)).any():
-                break
-            below = mixture_logit_cdf(mid, logits, means, log_scales)[0] < y
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         x = 0.5 * (lo + hi)
+        ulp = 4 * torch.finfo(x.dtype).eps
+        for _ in range(max_iters):
+            value, log_slope = mixture_logit_cdf(x, logits, means, log_scales)
+            gap = value - y
+            lo, hi = torch.where(gap < 0, x, lo), torch.where(gap > 0, x, hi)
+            newton = x - gap * torch.exp(-log_slope)
+            x_next = torch.where((newton > lo) & (newton < hi), newton, 0.5 * (lo + hi))
+            done = ((x_next - x).abs() <= ulp * (1 + x.abs())).all()
+            x = torch.where(gap == 0, x, x_next)
+            if done:
+                break
         if not track_grad:
             return x
         slope = mixture_logit_cdf(x, logits, means, log_scales)[1].exp()

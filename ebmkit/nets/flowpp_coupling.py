@@ -102,9 +102,9 @@ class MixLogCDFCoupling(nn.Module):
         self.blocks = nn.ModuleList(ConvAttnBlock(hidden, num_heads, dropout, aux_channels)
                                     for _ in range(num_blocks))
         self.out = wn_conv(hidden, channels * (2 + 3 * num_components), 3)
-        with torch.no_grad():  # zero output: a = b = 0, equal components at (0, 1), so y_a = x_a
-            self.out.parametrizations.weight.original0.zero_()
-            self.out.bias.zero_()
+        with torch.no_grad():  # a = b = 0 at the start; the mixture rows keep their random init, as the authors'
+            self.out.parametrizations.weight.original0[:2 * channels].zero_()  # (zeroed, the K components would
+            self.out.bias[:2 * channels].zero_()  # be equal and get equal gradients: one logistic for ever)
         self.rescale = nn.Parameter(torch.ones(channels, 1, 1))  # a = rescale * tanh(.)
 
     def _params(self, x_b: torch.Tensor, aux: torch.Tensor | None):

@@ -29,13 +29,15 @@ class FlowPPConfig(Strict):
         return self
 
 
-class AffineFlowConfig(Strict):
-    """RealNVP-style flow for 2-D points (sec. 4.4.1): the arguments of ebmkit.nets.AffineCouplingFlow."""
+class PointFlowConfig(Strict):
+    """Coupling flow for points (sec. 4.4.1): the arguments of ebmkit.nets.PointFlow. arch "affine": RealNVP's
+    affine coupling; "mixlogcdf": Flow++'s logistic-mixture CDF coupling (sec. 4.5.1) with an MLP."""
 
-    arch: Literal["affine"]
+    arch: Literal["affine", "mixlogcdf"]
     hidden: PositiveInt = 64
     num_couplings: PositiveInt = 8
     num_hidden_layers: PositiveInt = 2
+    num_components: PositiveInt = 8                # K of the mixture ("mixlogcdf" only)
 
 
 class CoopFlowEBMBase(Strict):
@@ -118,7 +120,7 @@ class CoopFlowTrain(Loop):
 class CoopFlowPreset(PresetBase):
     method: Literal["coopflow"]
     data: DataConfig
-    flow: Annotated[FlowPPConfig | AffineFlowConfig, Field(discriminator="arch")] | None = None
+    flow: Annotated[FlowPPConfig | PointFlowConfig, Field(discriminator="arch")] | None = None
     ebm: Annotated[CoopFlowConvEBM | CoopFlowMLPEBM, Field(discriminator="arch")] | None = None
     langevin: CoopFlowLangevin = CoopFlowLangevin()
     train: CoopFlowTrain
