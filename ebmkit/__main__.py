@@ -5,13 +5,11 @@ import os
 import signal
 import sys
 
-
-def _terminated(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: its own clean-up, then exit 130
+from ebmkit import signals
 
 
 def run() -> None:
-    signal.signal(signal.SIGTERM, _terminated)
+    signals.install()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit fails the write (EFBIG), reported as disk full
     try:
         from ebmkit.cli import main

@@ -18,6 +18,7 @@ import sys
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
+from ebmkit import signals
 from ebmkit.cli import train, generate, tasks, evaluate, data  # noqa: F401, I001 (they register their commands, in this order)
 from ebmkit.cli.common import app, err
 from ebmkit.errors import EbmkitError
@@ -39,6 +40,18 @@ def _fail(message: str, code: int):
     sys.exit(code)
 
 
+def _interrupted():
+    """Exit 130. As the `ebmkit` command, without finalizing: the command's own clean-up has run (the interrupt
+    unwound through it), and an interrupt inside an extension's import (torch runs Python code from C) can
+    leave the interpreter to die by SIGINT or abort while finalizing."""
+    err.print("error: interrupted", markup=False)
+    if not signals.installed:  # called as a library function: an ordinary exit
+        sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
@@ -50,15 +63,17 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e), e.exit_code)
     except Exit as e:
         if e.exit_code == 130:
-            err.print("error: interrupted", markup=False)
+            _interrupted()
         sys.exit(e.exit_code)
     except TyperException as e:  # usage errors: unknown option, missing or malformed value
         _fail(f"{e.format_message()} (see --help)", 2)
     except (KeyboardInterrupt, Abort):
-        _fail("interrupted", 130)
+        _interrupted()
     except OSError as e:  # the file system refused: a full disk, a read-only folder, a vanished file
         _fail(_os_error(e), 1)
     except Exception as e:  # never a traceback for the user, unless asked
+        if signals.signalled:  # e.g. an import the interrupt cut short, failing again later
+            _interrupted()
         if os.environ.get("EBMKIT_DEBUG"):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
