@@ -2,7 +2,8 @@
 
 Shared by FlowPP (Flow++, Ho et al. 2019) and PointFlow: ActNorm (Glow, Kingma & Dhariwal
 2018) with data-dependent initialisation, the invertible 1x1 convolution, the checkerboard split and
-squeeze reshapes, and the logistic-mixture CDF of the Flow++ coupling with its bisection inverse.
+squeeze reshapes, and the Flow++ coupling's transform: the logistic-mixture CDF, its inverse (Newton steps),
+and the coupling map y = (logit F(x) + b) exp(a) on the outputs of any conditioning network.
 Every layer maps forward(x) -> (y, logdet (B,)) and inverse(y) -> x.
 """
 
@@ -176,3 +177,26 @@ def mixture_logit_cdf_inverse(y: torch.Tensor, logits: torch.Tensor, means: torc
         slope = mixture_logit_cdf(x, logits, means, log_scales)[1].exp()
     step = (y - mixture_logit_cdf(x, logits, means, log_scales)[0]) / slope
     return x + (step - step.detach())
+
+
+# ---- the Flow++ coupling transform (sec. 3.2), shared by the image and the point couplings ---------------
+
+def mixture_coupling_params(h: torch.Tensor, k: int, rescale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A conditioning network's output h (B, 2 + 3K, ...) -> (a, b, logits, means, log_scales): a = rescale *
+    tanh(.) the bounded log-scale and b the shift, shaped (B, ...); the K components' terms (B, K, ...), the
+    log-scales floored at -7."""
+    a, b, logits, means, log_scales = h.split((1, 1, k, k, k), dim=1)
+    return rescale * torch.tanh(a.squeeze(1)), b.squeeze(1), logits, means, log_scales.clamp(min=-7.0)
+
+
+def mixture_coupling(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = (logit F(x) + b) * exp(a) and log dy/dx, both shaped like x."""
+    a, b, logits, means, log_scales = params
+    y, log_dy = mixture_logit_cdf(x, logits, means, log_scales)
+    return (y + b) * a.exp(), log_dy + a
+
+
+def mixture_coupling_inverse(y: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """x with mixture_coupling(x, params)[0] = y."""
+    a, b, logits, means, log_scales = params
+    return mixture_logit_cdf_inverse(y * (-a).exp() - b, logits, means, log_scales)

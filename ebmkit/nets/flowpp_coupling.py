@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from .embedding import sinusoidal_embedding
-from .flow_layers import ActNorm, InvConv1x1, mixture_logit_cdf, mixture_logit_cdf_inverse
+from .flow_layers import ActNorm, InvConv1x1, mixture_coupling, mixture_coupling_inverse, mixture_coupling_params
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -111,23 +111,16 @@ class MixLogCDFCoupling(nn.Module):
         h = self.stem(x_b)  # (B, hidden, H, W)
         for block in self.blocks:
             h = block(h, aux)
-        h = self.out(h).unflatten(1, (2 + 3 * self.k, -1))  # (B, 2 + 3K, C, H, W)
-        a, b, logits, means, log_scales = h.split((1, 1, self.k, self.k, self.k), dim=1)
-        a = self.rescale * torch.tanh(a.squeeze(1))  # (B, C, H, W), bounded log-scale
-        return a, b.squeeze(1), logits, means, log_scales.clamp(min=-7.0)  # mixture terms (B, K, C, H, W)
+        return mixture_coupling_params(self.out(h).unflatten(1, (2 + 3 * self.k, -1)), self.k, self.rescale)
 
     def forward(self, h: torch.Tensor, aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x_a, x_b = h.chunk(2, dim=1)
-        a, b, logits, means, log_scales = self._params(x_b, aux)
-        y, log_dy = mixture_logit_cdf(x_a, logits, means, log_scales)
-        y = (y + b) * a.exp()
-        return torch.cat([x_b, y], dim=1), (log_dy + a).flatten(1).sum(1)
+        y, log_dy = mixture_coupling(x_a, self._params(x_b, aux))
+        return torch.cat([x_b, y], dim=1), log_dy.flatten(1).sum(1)
 
     def inverse(self, h: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
         x_b, y = h.chunk(2, dim=1)
-        a, b, logits, means, log_scales = self._params(x_b, aux)
-        x_a = mixture_logit_cdf_inverse(y * (-a).exp() - b, logits, means, log_scales)
-        return torch.cat([x_a, x_b], dim=1)
+        return torch.cat([mixture_coupling_inverse(y, self._params(x_b, aux)), x_b], dim=1)
 
 
 class FlowStep(nn.Module):

@@ -15,7 +15,7 @@ pre-processing.
 import torch
 import torch.nn as nn
 
-from .flow_layers import ActNorm, NormalPriorFlow, mixture_logit_cdf, mixture_logit_cdf_inverse
+from .flow_layers import ActNorm, NormalPriorFlow, mixture_coupling, mixture_coupling_inverse, mixture_coupling_params
 
 SQUASH = 4.0  # the mixture coupling's MLP sees its conditioning coordinates as SQUASH * tanh(x / SQUASH)
 
@@ -58,36 +58,31 @@ class AffineCoupling(nn.Module):
 
 class MixLogCDFCoupling(nn.Module):
     """Flow++'s coupling on (B, D) points: forward(x) -> (y, logdet (B,)), transforming the coordinates
-    where mask == 0 by y = (logit F(x) + b) * exp(a); the inverse bisects the mixture CDF."""
+    where mask == 0 by y = (logit F(x) + b) * exp(a); the inverse solves for x by Newton steps."""
 
     def __init__(self, dim: int, hidden: int, num_hidden_layers: int, parity: int, num_components: int):
         super().__init__()
         self.register_buffer("mask", (torch.arange(dim) % 2 == parity).float())  # 1 = conditioning coordinate
-        self.k = num_components
+        self.register_buffer("changed", torch.arange(1 - parity, dim, 2))  # the coordinates it transforms
+        self.k, width = num_components, len(self.changed)
         # a = b = 0 at the start; the mixture outputs keep their random init, as in the authors' Flow++ (zeroed,
         # the K components would be equal and get equal gradients: one logistic for ever)
-        self.net = _mlp(dim, hidden, num_hidden_layers, dim * (2 + 3 * num_components), zero_rows=2 * dim)
-        self.rescale = nn.Parameter(torch.ones(dim))  # a = rescale * tanh(.), as in Flow++
+        self.net = _mlp(dim, hidden, num_hidden_layers, width * (2 + 3 * num_components), zero_rows=2 * width)
+        self.rescale = nn.Parameter(torch.ones(width))  # a = rescale * tanh(.), as in Flow++
 
-    def _params(self, x_cond: torch.Tensor):
-        # The MLP sees its input squashed to (-4, 4) (ours): a point far in the tails would otherwise get
-        # linearly extrapolated log-scales and means, which the inverse turns into larger points for the
-        # next layer, until they overflow (seen: log-scales of 4,000 from |z| = 3.5 after training)
-        h = self.net(SQUASH * torch.tanh(x_cond / SQUASH)).unflatten(1, (2 + 3 * self.k, -1))  # (B, 2 + 3K, D)
-        a, b, logits, means, log_scales = h.split((1, 1, self.k, self.k, self.k), dim=1)
-        return self.rescale * torch.tanh(a.squeeze(1)), b.squeeze(1), logits, means, log_scales.clamp(min=-7.0)
+    def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # The MLP sees the conditioning coordinates squashed to (-4, 4) (ours): a point far in the tails would
+        # otherwise get linearly extrapolated log-scales and means, which the inverse turns into larger points
+        # for the next layer, until they overflow (seen: log-scales of 4,000 from |z| = 3.5 after training)
+        h = self.net(self.mask * SQUASH * torch.tanh(x / SQUASH))
+        return mixture_coupling_params(h.unflatten(1, (2 + 3 * self.k, -1)), self.k, self.rescale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b, logits, means, log_scales = self._params(self.mask * x)
-        y, log_dy = mixture_logit_cdf(x, logits, means, log_scales)
-        keep = self.mask == 0
-        y = torch.where(keep, (y + b) * a.exp(), x)
-        return y, torch.where(keep, log_dy + a, 0.0).sum(1)
+        y, log_dy = mixture_coupling(x[:, self.changed], self._params(x))
+        return x.index_copy(1, self.changed, y), log_dy.sum(1)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        a, b, logits, means, log_scales = self._params(self.mask * y)
-        x = mixture_logit_cdf_inverse(y * (-a).exp() - b, logits, means, log_scales)
-        return torch.where(self.mask == 0, x, y)
+        return y.index_copy(1, self.changed, mixture_coupling_inverse(y[:, self.changed], self._params(y)))
 
 
 class PointFlow(NormalPriorFlow):
