@@ -6,6 +6,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 # Without a GPU, Triton kernels run in Triton's interpreter on CPU tensors. triton.jit picks interpreted
 # or compiled mode when each function is defined, so this must be set before torch imports triton.
@@ -108,6 +109,27 @@ def nerf_model(tmp_path_factory):
 @pytest.fixture
 def run():
     return ebmkit
+
+
+def one_line_error(proc, code, pattern):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ebmkit ARGS` in this process (faster than a subprocess); returns (exit code, stderr)."""
+    from ebmkit.cli import main
+
+    def call(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        return SimpleNamespace(returncode=exit_info.value.code, stderr=capsys.readouterr().err)
+
+    return call
 
 
 class StubLayers(torch.nn.Module):

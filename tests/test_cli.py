@@ -1,36 +1,15 @@
 """The command line as a user meets it: results on success, one-line errors and exit codes on failure."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ebmkit
+from conftest import ebmkit, one_line_error
 from ebmkit import checkpoint
-from ebmkit.cli import main
 from ebmkit.methods import load_model
 from ebmkit.metrics.points import REPEATS, points_report
-
-def one_line_error(proc, code, pattern):
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert pattern in lines[0], lines[0]
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run `ebmkit ARGS` in this process (faster than a subprocess); returns (exit code, stderr)."""
-
-    def call(*args):
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        return SimpleNamespace(returncode=exit_info.value.code, stderr=capsys.readouterr().err)
-
-    return call
 
 
 def test_presets_commands():

@@ -19,7 +19,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from ebmkit import signals
-from ebmkit.cli import train, generate, tasks, evaluate, data  # noqa: F401, I001 (they register their commands, in this order)
+from ebmkit.cli import train, generate, tasks, evaluate, data, convert  # noqa: F401, I001 (they register their commands, in this order)
 from ebmkit.cli.common import app, err
 from ebmkit.errors import EbmkitError
 

@@ -80,7 +80,8 @@ class CDRL(Method):
             ebm = EBMMLP(shape[0], e.hidden, e.num_blocks, e.temb_dim, e.spectral_norm, num_labels)
         if i.arch == "unet":
             init = UNet(shape[0], shape[-1], i.base_channels, i.channel_mult, i.num_res_blocks,
-                        i.attn_resolutions, i.dropout, i.temb_dim, i.num_heads, num_classes=init_labels)
+                        i.attn_resolutions, i.dropout, i.temb_dim, i.num_heads, num_classes=init_labels,
+                        resample=i.resample, norm_eps=i.norm_eps)
         else:
             init = InitMLP(shape[0], i.hidden, i.num_blocks, i.temb_dim, init_labels)
         return {"ebm": ebm, "init": init}

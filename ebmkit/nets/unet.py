@@ -4,6 +4,10 @@ Base width 64, channel multipliers (1, 1, 1), 3 residual blocks per resolution, 
 and 8x8 plus the middle, dropout 0.1, GroupNorm(32), SiLU, scale-shift time conditioning and
 zero-initialised output convs. It predicts the noised image directly: output = x + net(x), so at
 initialisation it is exactly the identity.
+
+Resampling between resolutions: "conv" (a stride-2 conv down, nearest-neighbour upsampling then a conv up)
+or "resblock" (a residual block that average-pools / upsamples both its paths after the first
+normalisation, as the authors' code does, AlvinZhuyx/CDRL models/unet.py; their GroupNorm eps is 1e-6).
 """
 
 import math
@@ -16,9 +20,9 @@ import torch.nn.functional as F
 from .embedding import NoiseLevelEmbedding
 
 
-def group_norm(ch: int, groups: int) -> nn.GroupNorm:
+def group_norm(ch: int, groups: int, eps: float = 1e-5) -> nn.GroupNorm:
     # gcd(ch, groups) = groups for the paper widths; it also divides odd widths of small configs
-    return nn.GroupNorm(math.gcd(ch, groups), ch)
+    return nn.GroupNorm(math.gcd(ch, groups), ch, eps)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -30,18 +34,25 @@ def zero_init(module: nn.Module) -> nn.Module:
 class ResBlock(nn.Module):
     """GN, SiLU, conv; GN * (1 + scale) + shift from Dense(SiLU(temb)); SiLU, dropout, zero conv; + skip."""
 
-    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, groups: int):
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, groups: int, eps: float = 1e-5,
+                 resample: str | None = None):
         super().__init__()
-        self.norm1 = group_norm(in_ch, groups)
+        self.resample = resample  # None, "down" (2x2 average pooling) or "up" (nearest, x2), on both paths
+        self.norm1 = group_norm(in_ch, groups, eps)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.temb_proj = nn.Linear(temb_dim, 2 * out_ch)
-        self.norm2 = group_norm(out_ch, groups)
+        self.norm2 = group_norm(out_ch, groups, eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))  # (B, out, H, W)
+        h = F.silu(self.norm1(x))
+        if self.resample == "down":
+            h, x = F.avg_pool2d(h, 2), F.avg_pool2d(x, 2)
+        elif self.resample == "up":
+            h, x = F.interpolate(h, scale_factor=2, mode="nearest"), F.interpolate(x, scale_factor=2, mode="nearest")
+        h = self.conv1(h)  # (B, out, H', W')
         scale, shift = self.temb_proj(F.silu(temb))[:, :, None, None].chunk(2, dim=1)  # (B, out, 1, 1) each
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
@@ -51,10 +62,10 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """GN, multi-head self-attention over the H*W positions, zero-initialised output projection, residual."""
 
-    def __init__(self, ch: int, num_heads: int, groups: int):
+    def __init__(self, ch: int, num_heads: int, groups: int, eps: float = 1e-5):
         super().__init__()
         self.num_heads = num_heads
-        self.norm = group_norm(ch, groups)
+        self.norm = group_norm(ch, groups, eps)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = zero_init(nn.Conv2d(ch, ch, 1))
 
@@ -99,16 +110,25 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, image_size: int, base_channels: int = 64,
                  channel_mult: Sequence[int] = (1, 1, 1), num_res_blocks: int = 3,
                  attn_resolutions: Sequence[int] = (16, 8), dropout: float = 0.1, temb_dim: int = 256,
-                 num_heads: int = 1, norm_groups: int = 32, num_classes: int = 0):
+                 num_heads: int = 1, norm_groups: int = 32, num_classes: int = 0, resample: str = "conv",
+                 norm_eps: float = 1e-5):
         super().__init__()
         if image_size % 2 ** (len(channel_mult) - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2^{len(channel_mult) - 1}")
+        if resample not in ("conv", "resblock"):
+            raise ValueError(f"resample {resample!r} is not 'conv' or 'resblock'")
 
-        def block(i: int, o: int) -> ResBlock:
-            return ResBlock(i, o, temb_dim, dropout, norm_groups)
+        def block(i: int, o: int, direction: str | None = None) -> ResBlock:
+            return ResBlock(i, o, temb_dim, dropout, norm_groups, norm_eps, direction)
 
         def attn(c: int) -> Attention:
-            return Attention(c, num_heads, norm_groups)
+            return Attention(c, num_heads, norm_groups, norm_eps)
+
+        def down(c: int) -> nn.Module:
+            return block(c, c, "down") if resample == "resblock" else Downsample(c)
+
+        def up(c: int) -> nn.Module:
+            return block(c, c, "up") if resample == "resblock" else Upsample(c)
 
         self.temb = NoiseLevelEmbedding(base_channels, temb_dim, F.silu, num_classes)
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -125,7 +145,7 @@ class UNet(nn.Module):
                 self.down.append(Stage(layers))
                 skips.append(ch)
             if level < len(channel_mult) - 1:
-                self.down.append(Stage([Downsample(ch)]))
+                self.down.append(Stage([down(ch)]))
                 skips.append(ch)
                 res //= 2
 
@@ -140,11 +160,11 @@ class UNet(nn.Module):
                 if res in attn_resolutions:
                     layers.append(attn(ch))
                 if level > 0 and i == num_res_blocks:
-                    layers.append(Upsample(ch))
+                    layers.append(up(ch))
                     res *= 2
                 self.up.append(Stage(layers))
 
-        self.out = nn.Sequential(group_norm(ch, norm_groups), nn.SiLU(),
+        self.out = nn.Sequential(group_norm(ch, norm_groups, norm_eps), nn.SiLU(),
                                  zero_init(nn.Conv2d(ch, in_channels, 3, padding=1)))
 
     def forward(self, x: torch.Tensor, logsnr: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:

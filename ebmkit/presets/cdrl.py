@@ -36,6 +36,8 @@ class UNetInit(Strict):
     dropout: Unit = 0.1
     temb_dim: PositiveInt = 256
     num_heads: PositiveInt = 1
+    resample: Literal["conv", "resblock"] = "conv"  # "resblock": the authors' code (nets/unet.py)
+    norm_eps: PositiveFloat = 1e-5                 # GroupNorm eps; the authors' code: 1e-6
 
 
 class MLPInit(Strict):
