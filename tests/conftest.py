@@ -174,3 +174,12 @@ def shapes_models(tmp_path_factory):
         ebmkit("train", "--preset", preset, "--run-dir", run, "--quiet", *set_args(tiny(preset)), check=True)
         out[preset] = run / "model.safetensors"
     return out
+
+
+def modified_checkpoint(tmp_path: Path, source: Path, change) -> Path:
+    """A copy of the torch checkpoint `source` with `change(state)` applied (tests of ebmkit convert)."""
+    state = torch.load(source, weights_only=True)
+    change(state)
+    path = tmp_path / "modified.pth.tar"
+    torch.save(state, path)
+    return path

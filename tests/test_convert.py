@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ebmkit, one_line_error
+from conftest import ebmkit, modified_checkpoint, one_line_error
 from ebmkit.methods import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "authors"
@@ -100,14 +100,6 @@ def test_converted_model_is_an_ordinary_model_file(converted, tmp_path):
     assert (tmp_path / "s.png").is_file()
 
 
-def _modified(tmp_path, change) -> Path:
-    state = torch.load(CDRL, weights_only=True)
-    change(state)
-    path = tmp_path / "modified.pth.tar"
-    torch.save(state, path)
-    return path
-
-
 def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):
     out = tmp_path / "m.safetensors"
 
@@ -120,17 +112,17 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):
     one_line_error(convert(tmp_path / "junk.pth"), 2, "not a torch checkpoint that loads with weights_only=True")
     one_line_error(convert(tmp_path / "missing.pth"), 2, "not found")
 
-    extra = _modified(tmp_path, lambda s: s["pi_state_dict"].update({"module.extra.weight": torch.zeros(1)}))
+    extra = modified_checkpoint(tmp_path, CDRL, lambda s: s["pi_state_dict"].update({"module.extra.weight": torch.zeros(1)}))
     one_line_error(convert(extra), 2, "key 'extra.weight' (and 0 more) maps to no ebmkit tensor")
     proc = ebmkit("convert", "--from", "cdrl", extra, "--out", tmp_path / "lenient.safetensors", *sets(),
                   "--no-strict", "--no-ema", check=True)
     assert "skipped: ebm: extra.weight" in proc.stderr
 
-    lacking = _modified(tmp_path, lambda s: s["p_state_dict"].pop("module.final_conv.bias"))
+    lacking = modified_checkpoint(tmp_path, CDRL, lambda s: s["p_state_dict"].pop("module.final_conv.bias"))
     one_line_error(convert(lacking), 2, "the initializer lacks 'out.2.bias'")
-    short_ema = _modified(tmp_path, lambda s: s["pi_ema_state_dict"]["shadow_params"].pop())
+    short_ema = modified_checkpoint(tmp_path, CDRL, lambda s: s["pi_ema_state_dict"]["shadow_params"].pop())
     one_line_error(convert(short_ema), 2, "'pi_ema_state_dict' averages")
-    not_cdrl = _modified(tmp_path, lambda s: s.pop("pi_state_dict"))
+    not_cdrl = modified_checkpoint(tmp_path, CDRL, lambda s: s.pop("pi_state_dict"))
     one_line_error(convert(not_cdrl), 2, "no 'pi_state_dict' entry")
 
     one_line_error(convert(CDRL, "--set", "ebm.channels=[8,32]"), 2, "has shape")

@@ -11,7 +11,8 @@ from pathlib import Path
 from ebmkit.errors import EbmkitError
 
 # --from NAME: (converter module, what the source is)
-SOURCES = {"cdrl": ("ebmkit.convert.cdrl", "AlvinZhuyx/CDRL checkpoint")}
+SOURCES = {"cdrl": ("ebmkit.convert.cdrl", "AlvinZhuyx/CDRL checkpoint"),
+           "coopflow": ("ebmkit.convert.coopflow", "AlvinZhuyx/CoopFlow checkpoint")}
 
 
 def convert(source: str, path: str | Path, out: str | Path, preset_name: str | None = None,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ebmkit.convert.torch_files import SN_BUFFERS, State, entry, load_into, read_checkpoint, rename, state_dict, with_ema
+from ebmkit.convert.torch_files import (SN_BUFFERS, State, entry, load_into, read_checkpoint, rename, state_dict,
+                                       top_level, with_ema)
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import Method, build_method
 from ebmkit.presets import load_preset
@@ -105,14 +106,7 @@ def convert(path: str | Path, preset_name: str | None, overrides: list[str], ema
     ema: the EMA copies become the sampling weights (else the live ones do)."""
     path = Path(path)
     checkpoint = read_checkpoint(path)
-    known = {k for pair in NETWORKS.values() for k in pair} | set(TRAINING_STATE)
-    unknown = [k for k in checkpoint if k not in known]
-    if unknown and strict:
-        raise EbmkitError(f"{path}: unexpected entry '{unknown[0]}' for a CDRL checkpoint; wrong --from? "
-                          f"(--no-strict skips it)")
-    training = [k for k in TRAINING_STATE if k in checkpoint]
-    notes = [f"not converted (training state): {', '.join(training)}"] if training else []
-    notes += [f"skipped: entry '{k}'" for k in unknown]
+    notes = top_level(checkpoint, {k for pair in NETWORKS.values() for k in pair}, TRAINING_STATE, path, strict, "CDRL")
     live = {name: state_dict(checkpoint, keys[0], path) for name, keys in NETWORKS.items()}
     conditional = any(k.startswith("y_map.") for k in live["ebm"])
     preset = load_preset(preset_name or PRESETS[conditional], overrides)

@@ -48,6 +48,19 @@ def read_checkpoint(path: str | Path) -> dict:
     return obj
 
 
+def top_level(checkpoint: dict, known: set[str], training: tuple[str, ...], path: str | Path, strict: bool,
+              what: str) -> list[str]:
+    """Check the checkpoint's top-level entries: one that is neither known nor `training` (optimiser and
+    scheduler states, not converted) is an error under `strict`. Returns the notes saying what was left out."""
+    unknown = [k for k in checkpoint if k not in known and k not in training]
+    if unknown and strict:
+        raise EbmkitError(f"{path}: unexpected entry '{unknown[0]}' for a {what} checkpoint; wrong --from? "
+                          f"(--no-strict skips it)")
+    present = [k for k in training if k in checkpoint]
+    notes = [f"not converted (training state): {', '.join(present)}"] if present else []
+    return notes + [f"skipped: entry '{k}'" for k in unknown]
+
+
 def entry(checkpoint: dict, key: str, path: str | Path, kind: type = dict):
     """checkpoint[key], which must exist and be a `kind`."""
     if key not in checkpoint:

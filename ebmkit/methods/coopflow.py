@@ -88,7 +88,8 @@ class CoopFlow(Method):
                 try:
                     nets["flow"] = FlowPP(shape[0], shape[1], f.num_channels, f.num_blocks, f.num_components,
                                           f.num_heads, f.dropout, f.scales, f.factor_out, f.use_dequant,
-                                          f.num_dequant_blocks, f.bound)
+                                          f.num_dequant_blocks, f.bound, f.num_dequant_components,
+                                          f.dequant_context_residual, f.inverse_cdf_clamp)
                 except ValueError as err:
                     raise EbmkitError(f"flow.scales: {err}") from None
             elif shape[0] < 2:
@@ -104,7 +105,8 @@ class CoopFlow(Method):
                                   f"(coopflow is for images, mlp for points)")
             if e.arch == "coopflow":
                 try:
-                    nets["ebm"] = CoopFlowEBM(shape[0], shape[-1], e.channels, e.head_channels, e.head)
+                    nets["ebm"] = CoopFlowEBM(shape[0], shape[-1], e.channels, e.head_channels, e.head,
+                                              e.head_swish)
                 except ValueError as err:
                     raise EbmkitError(f"ebm.channels: {err}") from None
             else:
@@ -191,10 +193,16 @@ class CoopFlow(Method):
                         drift_clamp=lg.drift_clamp, clamp=lg.clamp, generator=generator,
                         autocast=self.autocast).x
 
+    def sample_scale(self) -> float:
+        """x_hat = scale * g(z): 1, or Flow++'s bound with flow.sample_scale "bound" (the authors' sampler)."""
+        f = self.preset.flow
+        return f.bound if getattr(f, "sample_scale", "inverse") == "bound" else 1.0
+
     @torch.no_grad()
     def propose(self, nets: nn.ModuleDict, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Steps 4-5: z ~ N(0, I), x_hat = g_alpha(z). (num, *shape). Mode "langevin": x_hat ~ p_0 of
-        Eq. 4.2, N(0, I) or uniform over the clamp box (langevin.start)."""
+        Eq. 4.2, N(0, I) or uniform over the clamp box (langevin.start). flow.sample_scale "bound" scales g(z) by
+        the bound, as the authors' sampler does."""
         lg = self.preset.langevin
         if "flow" not in nets and lg.start == "uniform":
             low, high = lg.clamp
@@ -207,7 +215,8 @@ class CoopFlow(Method):
         flow.eval()  # no dropout in the proposal
         x_hat = flow.inverse(z)
         flow.train(was_training)
-        return x_hat
+        scale = self.sample_scale()
+        return x_hat if scale == 1.0 else scale * x_hat
 
     def flow_nll(self, flow: nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
         """(B,) -log q_alpha(x) in nats, Eq. 4.5: log q_0(g^{-1}(x)) + log |det d g^{-1}(x) / dx|.
@@ -324,12 +333,12 @@ class CoopFlow(Method):
 
     @torch.no_grad()
     def encode(self, x_hat: torch.Tensor) -> torch.Tensor:
-        """z = g_alpha^{-1}(x_hat) (the flow's forward); x_hat itself in mode "langevin"."""
-        return self.ema["flow"](x_hat)[0] if "flow" in self.ema else x_hat
+        """z = g_alpha^{-1}(x_hat / scale) (the flow's forward; scale of sample_scale); x_hat in mode "langevin"."""
+        return self.ema["flow"](x_hat / self.sample_scale())[0] if "flow" in self.ema else x_hat
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """x = F_theta(g_alpha(z)): the flow's inverse, then the Langevin flow of `generate`."""
-        x_hat = self.ema["flow"].inverse(z) if "flow" in self.ema else z
+        x_hat = self.sample_scale() * self.ema["flow"].inverse(z) if "flow" in self.ema else z
         return self.generate(x_hat.detach())
 
     def batched_infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, batch_size: int = 100,

@@ -31,10 +31,12 @@ class CoopFlowEBM(nn.Module):
     resolution); a head conv to `head_channels`, swish; sum. Paper: channels (128, 256, 512, 1024) at
     32x32, so the head sees 4x4 and outputs 1x1x100. head = "thesis": 3x3 conv, stride 4, pad 0 (Table
     4.3); "authors": 4x4 conv, stride 1, pad 0 (authors' code; 45.9M parameters with Flow++, Table 4.8).
+    head_swish: swish on the head's outputs before the sum (Table 4.3); False sums the raw conv outputs, as the
+    authors' code (models/ebm/ebm.py EBM_res) does.
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 32, channels=(128, 256, 512, 1024),
-                 head_channels: int = 100, head: str = "thesis"):
+                 head_channels: int = 100, head: str = "thesis", head_swish: bool = True):
         super().__init__()
         final = image_size // 2 ** (len(channels) - 1)
         kernel, stride = (3, 4) if head == "thesis" else (4, 1)
@@ -44,12 +46,14 @@ class CoopFlowEBM(nn.Module):
         self.stem = nn.Conv2d(in_channels, channels[0], 3, 1, 1)
         self.blocks = nn.ModuleList(ResidualBlock(a, b) for a, b in zip(channels[:-1], channels[1:]))
         self.head = nn.Conv2d(channels[-1], head_channels, kernel, stride, 0)
+        self.head_swish = head_swish
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.silu(self.stem(x))  # (B, channels[0], H, W)
         for block in self.blocks:
             h = block(h)          # (B, channels[i + 1], H / 2^(i + 1), W / 2^(i + 1))
-        return F.silu(self.head(h)).flatten(1).sum(1)  # (B, head_channels, 1, 1) -> (B,)
+        out = self.head(h)        # (B, head_channels, 1, 1)
+        return (F.silu(out) if self.head_swish else out).flatten(1).sum(1)  # (B,)
 
 
 class SwishMLP(nn.Module):

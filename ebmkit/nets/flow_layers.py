@@ -196,7 +196,12 @@ def mixture_coupling(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple
     return (y + b) * a.exp(), log_dy + a
 
 
-def mixture_coupling_inverse(y: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """x with mixture_coupling(x, params)[0] = y."""
+def mixture_coupling_inverse(y: torch.Tensor, params: tuple[torch.Tensor, ...], cdf_clamp: float = 0.0) -> torch.Tensor:
+    """x with mixture_coupling(x, params)[0] = y. cdf_clamp > 0 first clamps the target CDF value to
+    [cdf_clamp, 1 - cdf_clamp] (the authors' CoopFlow code, 1e-5), so the inverse is no longer exact beyond it."""
     a, b, logits, means, log_scales = params
-    return mixture_logit_cdf_inverse(y * (-a).exp() - b, logits, means, log_scales)
+    target = y * (-a).exp() - b  # logit F(x)
+    if cdf_clamp > 0:
+        limit = math.log((1 - cdf_clamp) / cdf_clamp)
+        target = target.clamp(-limit, limit)
+    return mixture_logit_cdf_inverse(target, logits, means, log_scales)

@@ -59,13 +59,15 @@ class _Scale(nn.Module):
 
 class VariationalDequantizer(nn.Module):
     """q(u | x) for u in (0, 1)^D: context = 3 gated convs on the checkerboard split of x; eps ~ N(0, I)
-    -> `num_steps` FlowSteps on split(eps) whose couplings also see the context -> sigmoid."""
+    -> `num_steps` FlowSteps on split(eps) whose couplings also see the context -> sigmoid. context_residual=False:
+    the gated convs of the context are not residual (the authors' CoopFlow code)."""
 
     def __init__(self, in_channels: int, hidden: int, num_blocks: int, num_components: int, num_heads: int,
-                 dropout: float, num_steps: int = 4, context_channels: int = 32):
+                 dropout: float, num_steps: int = 4, context_channels: int = 32, context_residual: bool = True):
         super().__init__()
         self.stem = wn_conv(2 * in_channels, context_channels, 3)
-        self.context = nn.ModuleList(GatedConv(context_channels, dropout) for _ in range(3))
+        self.context = nn.ModuleList(GatedConv(context_channels, dropout, residual=context_residual)
+                                     for _ in range(3))
         self.steps = nn.ModuleList(FlowStep(2 * in_channels, hidden, num_blocks, num_components, num_heads, dropout,
                                             aux_channels=context_channels) for _ in range(num_steps))
 
@@ -91,19 +93,23 @@ class FlowPP(NormalPriorFlow):
 
     `scales` lists (num_channelwise, num_checkerboard) per resolution. Note that inverse(z) lies in
     (-1/bound, 1/bound), slightly beyond [-1, 1]: the bounded logit leaves room at the edges.
+    num_dequant_components: the dequantizer's K (default num_components); dequant_context_residual: see
+    VariationalDequantizer; cdf_clamp: see mixture_coupling_inverse (0: the exact inverse).
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 32, num_channels: int = 96, num_blocks: int = 10,
                  num_components: int = 32, num_heads: int = 4, dropout: float = 0.2,
                  scales: Sequence[Sequence[int]] = ((0, 4), (2, 3)), factor_out: bool = True,
-                 use_dequant: bool = True, num_dequant_blocks: int = 2, bound: float = 0.9):
+                 use_dequant: bool = True, num_dequant_blocks: int = 2, bound: float = 0.9,
+                 num_dequant_components: int | None = None, dequant_context_residual: bool = True,
+                 cdf_clamp: float = 0.0):
         super().__init__()
         if image_size % 2 ** len(scales):
             raise ValueError(f"image_size={image_size} must be divisible by 2**len(scales) = {2 ** len(scales)}")
         self.event_shape = (in_channels, image_size, image_size)
         self.bound, self.factor_out = bound, factor_out
         step_args = dict(hidden=num_channels, num_blocks=num_blocks, num_components=num_components,
-                         num_heads=num_heads, dropout=dropout)
+                         num_heads=num_heads, dropout=dropout, cdf_clamp=cdf_clamp)
         self.scales = nn.ModuleList()
         channels = in_channels
         for i, (num_channelwise, num_checkerboard) in enumerate(scales):
@@ -112,8 +118,10 @@ class FlowPP(NormalPriorFlow):
             if num_channelwise and channels % 2:
                 raise ValueError(f"channel-wise couplings need an even channel count, scale {i} has {channels}")
             self.scales.append(_Scale(channels, num_channelwise, num_checkerboard, **step_args))
-        self.dequantizer = (VariationalDequantizer(in_channels, num_channels, num_dequant_blocks, num_components,
-                                                   num_heads, dropout) if use_dequant else None)
+        self.dequantizer = (VariationalDequantizer(in_channels, num_channels, num_dequant_blocks,
+                                                   num_dequant_components or num_components, num_heads, dropout,
+                                                   context_residual=dequant_context_residual)
+                            if use_dequant else None)
 
     def forward(self, x: torch.Tensor, dequantize: bool = False,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

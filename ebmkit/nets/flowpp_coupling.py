@@ -34,10 +34,12 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 class GatedConv(nn.Module):
-    """x + GLU(conv1x1(dropout(celu(conv3x3(celu(x)) + conv1x1(celu(aux)))))), celu = concat_elu."""
+    """x + GLU(conv1x1(dropout(celu(conv3x3(celu(x)) + conv1x1(celu(aux)))))), celu = concat_elu; without the
+    x + when residual is False."""
 
-    def __init__(self, channels: int, dropout: float, aux_channels: int = 0):
+    def __init__(self, channels: int, dropout: float, aux_channels: int = 0, residual: bool = True):
         super().__init__()
+        self.residual = residual
         self.conv = wn_conv(2 * channels, channels, 3)
         self.aux_conv = wn_conv(2 * aux_channels, channels, 1) if aux_channels else None
         self.drop = nn.Dropout(dropout)
@@ -48,7 +50,7 @@ class GatedConv(nn.Module):
         if self.aux_conv is not None:
             h = h + self.aux_conv(concat_elu(aux))
         a, g = self.gate(self.drop(concat_elu(h))).chunk(2, dim=1)
-        return x + a * torch.sigmoid(g)
+        return x + a * torch.sigmoid(g) if self.residual else a * torch.sigmoid(g)
 
 
 class GatedAttention(nn.Module):
@@ -95,9 +97,9 @@ class MixLogCDFCoupling(nn.Module):
     forward([x_a, x_b]) -> ([x_b, y_a], logdet (B,)); inverse bisects the mixture CDF."""
 
     def __init__(self, channels: int, hidden: int, num_blocks: int, num_components: int, num_heads: int,
-                 dropout: float, aux_channels: int = 0):
+                 dropout: float, aux_channels: int = 0, cdf_clamp: float = 0.0):
         super().__init__()
-        self.k = num_components
+        self.k, self.cdf_clamp = num_components, cdf_clamp
         self.stem = wn_conv(channels, hidden, 3)
         self.blocks = nn.ModuleList(ConvAttnBlock(hidden, num_heads, dropout, aux_channels)
                                     for _ in range(num_blocks))
@@ -120,7 +122,7 @@ class MixLogCDFCoupling(nn.Module):
 
     def inverse(self, h: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
         x_b, y = h.chunk(2, dim=1)
-        return torch.cat([mixture_coupling_inverse(y, self._params(x_b, aux)), x_b], dim=1)
+        return torch.cat([mixture_coupling_inverse(y, self._params(x_b, aux), self.cdf_clamp), x_b], dim=1)
 
 
 class FlowStep(nn.Module):
@@ -128,12 +130,12 @@ class FlowStep(nn.Module):
     channel halves are the coupling's halves (Flow++ sec. 3.3)."""
 
     def __init__(self, channels: int, hidden: int, num_blocks: int, num_components: int, num_heads: int,
-                 dropout: float, aux_channels: int = 0):
+                 dropout: float, aux_channels: int = 0, cdf_clamp: float = 0.0):
         super().__init__()
         self.norm = ActNorm(channels)
         self.mix = InvConv1x1(channels)
         self.coupling = MixLogCDFCoupling(channels // 2, hidden, num_blocks, num_components, num_heads,
-                                          dropout, aux_channels)
+                                          dropout, aux_channels, cdf_clamp)
 
     def forward(self, h: torch.Tensor, aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h, ld_norm = self.norm(h)

@@ -20,7 +20,16 @@ class FlowPPConfig(Strict):
     factor_out: bool = True                        # half the squeezed channels go straight to z
     use_dequant: bool = True                       # variational dequantisation (else uniform)
     num_dequant_blocks: PositiveInt = 2
+    num_dequant_components: PositiveInt | None = None   # the dequantizer's K; unset: num_components (the authors'
+                                                        # code fixes it at 32)
+    dequant_context_residual: bool = True          # residual gated convs in the dequantizer's context (not the
+                                                   # authors' code)
+    inverse_cdf_clamp: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # the inverse clamps each coupling's CDF value
+                                                   # to [c, 1 - c]; 0: the exact inverse; the authors' code: 1e-5
     bound: Annotated[float, Field(gt=0, lt=1)] = 0.9   # logit pre-processing
+    # the proposals x_hat: "inverse", g(z), the exact inverse of the forward, tanh(h/2) / bound; "bound",
+    # bound * g(z) = 2 sigmoid(h) - 1, as the authors' sampler computes it (samples at 0.9 scale, implementation notes)
+    sample_scale: Literal["inverse", "bound"] = "inverse"
 
     @model_validator(mode="after")
     def _heads_divide(self):
@@ -52,6 +61,7 @@ class CoopFlowConvEBM(CoopFlowEBMBase):
     channels: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 256, 512, 1024]
     head_channels: PositiveInt = 100
     head: Literal["thesis", "authors"] = "thesis"  # 3x3 stride-4 conv (Table 4.3) or 4x4 conv (authors' code)
+    head_swish: bool = True                        # swish before the sum (Table 4.3); the authors' code has none
 
 
 class CoopFlowMLPEBM(CoopFlowEBMBase):
