@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ebmkit, modified_checkpoint, one_line_error
+from conftest import ebmkit, modified_checkpoint, one_line_error, set_args
 from ebmkit.methods import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "authors"
@@ -18,10 +18,6 @@ CDRL = FIXTURES / "cdrl_tiny.pth.tar"
 TINY_CDRL = ["ebm.channels=[8,16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=32",
              "init.channel_mult=[1,1]", "init.num_res_blocks=1", "init.attn_resolutions=[4]", "init.temb_dim=128",
              "data.image_size=8"]
-
-
-def sets(*extra):
-    return [arg for item in (*TINY_CDRL, *extra) for arg in ("--set", item)]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +30,8 @@ def converted(tmp_path_factory):
     """The fixture converted twice: EMA weights for sampling (the default) and live weights (--no-ema)."""
     out = tmp_path_factory.mktemp("convert")
     for name, flag in (("ema", "--ema"), ("live", "--no-ema")):
-        proc = ebmkit("convert", "--from", "cdrl", CDRL, "--out", out / f"{name}.safetensors", flag, *sets(), check=True)
+        proc = ebmkit("convert", "--from", "cdrl", CDRL, "--out", out / f"{name}.safetensors", flag,
+                      *set_args(TINY_CDRL), check=True)
         assert "not converted (training state): pi_optimizer" in proc.stderr
     return out
 
@@ -81,7 +78,8 @@ def test_cdrl_sampler_reproduces_the_authors_langevin_step(tmp_path, reference):
     """ebmkit's energy f_hat(y_scale x) / s_t^2 and one noiseless Langevin step of its sampler (Eq. 5.3) at every
     level equal their main_uncond.py's; the fixture's step sizes are the code's (step_coef 4e-4 / sbar(lambda_max))."""
     out = tmp_path / "m.safetensors"
-    ebmkit("convert", "--from", "cdrl", CDRL, "--out", out, *sets("sampler.noise_weight=0"), check=True)
+    ebmkit("convert", "--from", "cdrl", CDRL, "--out", out, *set_args([*TINY_CDRL, "sampler.noise_weight=0"]),
+           check=True)
     method, _ = load_model(out)
     x, y0, lv = reference["x"], reference["y0"], method.levels
     for t in range(lv.num_levels):
@@ -104,7 +102,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):
     out = tmp_path / "m.safetensors"
 
     def convert(source, *extra):
-        return cli("convert", "--from", "cdrl", source, "--out", out, *sets(), *extra)
+        return cli("convert", "--from", "cdrl", source, "--out", out, *set_args(TINY_CDRL), *extra)
 
     torch.save({"pi_state_dict": argparse.Namespace()}, tmp_path / "pickle.pth")  # only a full unpickler rebuilds it
     one_line_error(convert(tmp_path / "pickle.pth"), 2, "needs a full unpickler")
@@ -114,7 +112,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):
 
     extra = modified_checkpoint(tmp_path, CDRL, lambda s: s["pi_state_dict"].update({"module.extra.weight": torch.zeros(1)}))
     one_line_error(convert(extra), 2, "key 'extra.weight' (and 0 more) maps to no ebmkit tensor")
-    proc = ebmkit("convert", "--from", "cdrl", extra, "--out", tmp_path / "lenient.safetensors", *sets(),
+    proc = ebmkit("convert", "--from", "cdrl", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY_CDRL),
                   "--no-strict", "--no-ema", check=True)
     assert "skipped: ebm: extra.weight" in proc.stderr
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ebmkit, modified_checkpoint, one_line_error
+from conftest import ebmkit, modified_checkpoint, one_line_error, set_args
 from ebmkit.methods import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "authors"
@@ -21,10 +21,6 @@ TINY = ["flow.num_channels=8", "flow.num_blocks=1", "flow.num_components=4", "fl
 D = 3 * 32 * 32
 
 
-def sets(*extra):
-    return [arg for item in (*TINY, *extra) for arg in ("--set", item)]
-
-
 @pytest.fixture(scope="module")
 def reference():
     return load_file(FIXTURES / "coopflow_tiny_outputs.safetensors")
@@ -33,7 +29,7 @@ def reference():
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     out = tmp_path_factory.mktemp("convert") / "coopflow.safetensors"
-    proc = ebmkit("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--ema", *sets(), check=True)
+    proc = ebmkit("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--ema", *set_args(TINY), check=True)
     assert "hold no EMA weights" in proc.stderr and "ends epoch 3" in proc.stderr
     return out
 
@@ -81,11 +77,11 @@ def test_bad_coopflow_checkpoints_are_one_line_errors(tmp_path, cli):
     out = tmp_path / "m.safetensors"
 
     def convert(source, *extra):
-        return cli("convert", "--from", "coopflow", source, "--out", out, *sets(), *extra)
+        return cli("convert", "--from", "coopflow", source, "--out", out, *set_args(TINY), *extra)
 
     extra = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s["flow_net"].update({"module.extra.weight": torch.zeros(1)}))
     one_line_error(convert(extra), 2, "the flow's key 'extra.weight' (and 0 more) maps to no ebmkit tensor")
-    proc = ebmkit("convert", "--from", "coopflow", extra, "--out", tmp_path / "lenient.safetensors", *sets(),
+    proc = ebmkit("convert", "--from", "coopflow", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY),
                   "--no-strict", check=True)
     assert "skipped: flow: extra.weight" in proc.stderr
     lacking = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s["ebm_net"].pop("module.f.5.bias"))

@@ -22,7 +22,7 @@ def convert(
     strict: Annotated[bool, typer.Option("--strict/--no-strict", help="A source key that maps to no ebmkit tensor is an error; --no-strict skips and lists it.")] = True,
     as_json: JsonOpt = False,
 ):
-    """Convert an authors' released checkpoint (AlvinZhuyx/CDRL, AlvinZhuyx/CoopFlow) into an ebmkit model file
+    """Convert an authors' released checkpoint (AlvinZhuyx/CDRL, CoopFlow or NeRF-LEBM) into an ebmkit model file
     that every command takes. Every tensor is mapped or reported; missing tensors and shape mismatches are errors."""
     inputs.existing_file(source, "SOURCE")
     inputs.output_file(out, "--out", (".safetensors",))

@@ -12,7 +12,8 @@ from ebmkit.errors import EbmkitError
 
 # --from NAME: (converter module, what the source is)
 SOURCES = {"cdrl": ("ebmkit.convert.cdrl", "AlvinZhuyx/CDRL checkpoint"),
-           "coopflow": ("ebmkit.convert.coopflow", "AlvinZhuyx/CoopFlow checkpoint")}
+           "coopflow": ("ebmkit.convert.coopflow", "AlvinZhuyx/CoopFlow checkpoint"),
+           "nerf-lebm": ("ebmkit.convert.nerf_lebm", "AlvinZhuyx/NeRF-LEBM checkpoint")}
 
 
 def convert(source: str, path: str | Path, out: str | Path, preset_name: str | None = None,

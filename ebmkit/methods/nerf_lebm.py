@@ -134,7 +134,8 @@ class NeRFLEBM(Method):
         b, v = poses.shape[:2]
         size = self.shape[-1]
         cam = self.preset.render
-        origins, dirs = pose_rays(poses[..., 0].flatten(), poses[..., 1].flatten(), size, cam.fov_deg, cam.radius)
+        origins, dirs = pose_rays(poses[..., 0].flatten(), poses[..., 1].flatten(), size, cam.fov_deg, cam.radius,
+                                  unit=cam.quadrature != "nerf", centres=cam.pixel_centres)
         dirs = dirs.flatten(1, 2)                                                          # (BV, S^2, 3)
         if pixels is not None:
             dirs = dirs.gather(1, pixels.flatten(0, 1)[..., None].expand(-1, -1, 3))
@@ -148,7 +149,8 @@ class NeRFLEBM(Method):
             return sigma.view(b, v * r, n), rgb.view(b, v * r, n, 3)
 
         out = render_rays(field, origins, dirs, cam.num_samples, cam.near, cam.far, stratified=stratified,
-                          generator=generator, background=float(cam.white_background))
+                          generator=generator, background=float(cam.white_background),
+                          quadrature=cam.quadrature)
         return out.rgb.view(b, v, r, 3), out.depth.view(b, v, r)
 
     def log_likelihood(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,

@@ -48,13 +48,16 @@ def look_at(position: torch.Tensor) -> torch.Tensor:
 
 
 def pose_rays(elevation: torch.Tensor, azimuth: torch.Tensor, size: int, fov_deg: float = FOV_DEG,
-              radius: float = RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays of S x S images from poses (B,): origins (B, 3) and unit directions (B, S, S, 3)."""
+              radius: float = RADIUS, unit: bool = True, centres: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays of S x S images from poses (B,): origins (B, 3) and unit directions (B, S, S, 3); with unit=False
+    the directions have one unit along the optical axis (the authors' get_rays; render quadrature "nerf");
+    with centres=False the rays pass through the pixels' top-left corners (the authors' get_rays)."""
     origin = camera_position(elevation, azimuth, radius)
     rot = look_at(origin)                                                             # (B, 3, 3)
     half = math.tan(math.radians(fov_deg) / 2)
-    t = (2 * (torch.arange(size, dtype=origin.dtype, device=origin.device) + 0.5) / size - 1) * half  # (S,)
+    offset = 0.5 if centres else 0.0
+    t = (2 * (torch.arange(size, dtype=origin.dtype, device=origin.device) + offset) / size - 1) * half  # (S,)
     u, v = t[None, :].expand(size, size), -t[:, None].expand(size, size)             # right, up on the plane
     d_cam = torch.stack([u, v, -torch.ones_like(u)], -1)                              # (S, S, 3)
     d = torch.einsum("bij,hwj->bhwi", rot, d_cam)
-    return origin, d / d.norm(dim=-1, keepdim=True)
+    return origin, d / d.norm(dim=-1, keepdim=True) if unit else d

@@ -14,9 +14,16 @@ Conventions
   probability 1 - opacity; the expected depth also puts that probability at `far`, so it is finite for
   empty rays and its inverse gives an inverse-depth (disparity) map.
 - Colours are in [0, 1] (thesis ch. 3 renders in [0, 1]); densities are >= 0.
+
+quadrature = "nerf" is the authors' code's (nerf-pytorch's) rule instead, for converted models: N depths
+t_i = linspace(near, far, N) with both ends included (stratified: one uniform draw in [m_{i-1}, m_i] between
+the midpoints m, the first and last intervals halved); the direction d is not normalised, points are o + t d
+and delta_i = (t_{i+1} - t_i) |d|, delta_N = 1e10 |d| (the last sample is opaque: no background shows unless the
+density there is 0); the field sees d / |d|. With the camera's unnormalised directions (one unit along the
+optical axis) t is the depth along that axis, as in the authors' get_rays.
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import torch
 
@@ -24,6 +31,8 @@ from ebmkit.nerf.camera import FAR, NEAR
 
 # field(points (..., 3), unit view directions (..., 3)) -> (sigma (...) >= 0, rgb (..., 3) in [0, 1])
 Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Quadrature = Literal["bins", "nerf"]
+NERF_LAST_DELTA = 1e10  # nerf-pytorch's delta_N
 
 
 class Rendered(NamedTuple):
@@ -35,9 +44,20 @@ class Rendered(NamedTuple):
 
 def sample_depths(shape: tuple[int, ...], num_samples: int, near: float = NEAR, far: float = FAR,
                   stratified: bool = False, generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                  quadrature: Quadrature = "bins") -> torch.Tensor:
     """Depths (*shape, N), increasing along the last axis, one per bin of [near, far] cut into N equal bins:
-    a uniform draw in each bin if `stratified` (training), the bin centres otherwise (evaluation)."""
+    a uniform draw in each bin if `stratified` (training), the bin centres otherwise (evaluation).
+    quadrature "nerf": linspace(near, far, N), stratified between the midpoints (module docstring)."""
+    if quadrature == "nerf":
+        t = torch.linspace(0.0, 1.0, num_samples, dtype=dtype, device=device)
+        t = (near * (1.0 - t) + far * t).expand(*shape, num_samples)                      # (*shape, N)
+        if not stratified:
+            return t
+        mids = 0.5 * (t[..., 1:] + t[..., :-1])
+        upper, lower = torch.cat([mids, t[..., -1:]], -1), torch.cat([t[..., :1], mids], -1)
+        return lower + (upper - lower) * torch.rand(*shape, num_samples, generator=generator, dtype=dtype,
+                                                    device=device)
     width = (far - near) / num_samples
     lower = near + width * torch.arange(num_samples, dtype=dtype, device=device)          # (N,) bin starts
     if stratified:
@@ -48,10 +68,15 @@ def sample_depths(shape: tuple[int, ...], num_samples: int, near: float = NEAR, 
 
 
 def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, far: float = FAR,
-              background: float | torch.Tensor = 0.0) -> Rendered:
+              background: float | torch.Tensor = 0.0, scale: torch.Tensor | None = None,
+              quadrature: Quadrature = "bins") -> Rendered:
     """Eq. 3.1: C(r) = sum_i T_i (1 - exp(-sigma_i delta_i)) c_i, T_i = exp(-sum_{j<i} sigma_j delta_j).
-    sigma (..., N) >= 0, rgb (..., N, 3), t (..., N) increasing with t_N <= far."""
-    delta = torch.cat([t[..., 1:] - t[..., :-1], far - t[..., -1:]], -1)                   # (..., N)
+    sigma (..., N) >= 0, rgb (..., N, 3), t (..., N) increasing with t_N <= far. scale (..., 1): the ray's
+    |d| multiplying the deltas; quadrature "nerf": delta_N = 1e10 (module docstring)."""
+    last = torch.full_like(t[..., -1:], NERF_LAST_DELTA) if quadrature == "nerf" else far - t[..., -1:]
+    delta = torch.cat([t[..., 1:] - t[..., :-1], last], -1)                                # (..., N)
+    if scale is not None:
+        delta = delta * scale
     tau = sigma * delta                                                                   # (..., N) optical depths
     # T_i = exp(-sum_{j<i} tau_j), an exclusive cumulative sum (no cumprod of 1 - alpha: exact at large tau)
     before = torch.cat([torch.zeros_like(tau[..., :1]), tau[..., :-1]], -1).cumsum(-1)     # (..., N)
@@ -65,8 +90,9 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, far: floa
 def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor, num_samples: int,
                 near: float = NEAR, far: float = FAR, stratified: bool = False,
                 generator: torch.Generator | None = None, chunk: int | None = None,
-                background: float | torch.Tensor = 0.0) -> Rendered:
-    """Render rays x(t) = o + t d: origins (..., 3) broadcast against unit directions (..., R, 3).
+                background: float | torch.Tensor = 0.0, quadrature: Quadrature = "bins") -> Rendered:
+    """Render rays x(t) = o + t d: origins (..., 3) broadcast against unit directions (..., R, 3) (any
+    directions with quadrature "nerf": see the module docstring).
 
     The field sees points (..., r, N, 3) and directions (..., r, N, 3) with the leading axes kept, so a
     closure can broadcast per-image latents (B, 1, 1, D) over them. `chunk` splits the ray axis R (dim -2
@@ -74,20 +100,24 @@ def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor, n
     rays, so the result does not depend on `chunk`."""
     origins, directions = torch.broadcast_tensors(origins, directions)                   # (..., R, 3)
     t = sample_depths(directions.shape[:-1], num_samples, near, far, stratified, generator,
-                      directions.dtype, directions.device)                                # (..., R, N)
+                      directions.dtype, directions.device, quadrature)                    # (..., R, N)
     step = chunk or directions.shape[-2]
     pieces = [_render_piece(field, origins[..., s:s + step, :], directions[..., s:s + step, :], t[..., s:s + step, :],
-                            far, background) for s in range(0, directions.shape[-2], step)]
+                            far, background, quadrature) for s in range(0, directions.shape[-2], step)]
     # rgb (..., r, 3) and weights (..., r, N) join along dim -2, opacity and depth (..., r) along dim -1
     return Rendered(*(torch.cat(parts, dim) for parts, dim in zip(zip(*pieces), (-2, -1, -1, -2))))
 
 
 def _render_piece(field: Field, o: torch.Tensor, d: torch.Tensor, t: torch.Tensor, far: float,
-                  background: float | torch.Tensor) -> Rendered:
+                  background: float | torch.Tensor, quadrature: Quadrature = "bins") -> Rendered:
     """o, d (..., r, 3), t (..., r, N) -> Rendered of rays (..., r)."""
     points = o[..., None, :] + t[..., None] * d[..., None, :]                            # (..., r, N, 3)
+    scale = None
+    if quadrature == "nerf":  # d need not be a unit vector: the field sees d / |d|, the deltas grow by |d|
+        scale = d.norm(dim=-1, keepdim=True)                                              # (..., r, 1)
+        d = d / scale
     sigma, rgb = field(points, d[..., None, :].expand_as(points))                         # (..., r, N), (..., r, N, 3)
-    return composite(sigma, rgb, t, far, background)
+    return composite(sigma, rgb, t, far, background, scale, quadrature)
 
 
 def ray_subset(batch: int, num_pixels: int, num_rays: int, generator: torch.Generator | None = None,

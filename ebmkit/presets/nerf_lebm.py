@@ -44,6 +44,9 @@ class RenderConfig(Strict):
     radius: PositiveFloat = 10.0           # camera distance to the object's centre (SRN cars: 1.3)
     near: PositiveFloat = 7.5
     far: PositiveFloat = 12.5
+    quadrature: Literal["bins", "nerf"] = "bins"  # "nerf": the authors' (nerf-pytorch's) depths and deltas, for
+                                          # converted models (ebmkit.nerf.render)
+    pixel_centres: bool = True             # false: rays through the pixels' corners, as the authors' get_rays
 
 
 class LatentPrior(Strict):
