@@ -95,7 +95,12 @@ def test_converted_model_is_an_ordinary_model_file(converted, tmp_path):
     assert "cdrl-cifar10-authors" in info and "converted by `ebmkit convert` from cdrl_tiny.pth.tar" in info
     assert "EMA weights" in info
     ebmkit("sample", "--model", path, "--num", 2, "--steps", 1, "--out", tmp_path / "s.png", check=True)
-    assert (tmp_path / "s.png").is_file()
+    ebmkit("inpaint", "--model", path, "--image", "digits:test", "--limit", 2, "--irregular", "--steps", 1,
+           "--out", tmp_path / "i.png", check=True)
+    scores = ebmkit("ood-score", "--model", path, "--in-data", "digits:test", "--ood-data", "shapes:test", "--json",
+                    check=True)
+    assert "auroc" in scores.stdout
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "i.png").is_file()
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):

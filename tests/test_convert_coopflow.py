@@ -70,7 +70,9 @@ def test_converted_model_is_an_ordinary_model_file(converted, tmp_path):
     info = ebmkit("info", converted, check=True).stdout
     assert "coopflow-cifar10-authors" in info and "converted by `ebmkit convert` from coopflow_tiny.pth.tar" in info
     ebmkit("sample", "--model", converted, "--num", 2, "--out", tmp_path / "s.png", check=True)
-    assert (tmp_path / "s.png").is_file()
+    ebmkit("reconstruct", "--model", converted, "--images", "digits:test", "--limit", 2, "--infer-steps", 2,
+           "--out", tmp_path / "r.png", check=True)
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "r.png").is_file()
 
 
 def test_bad_coopflow_checkpoints_are_one_line_errors(tmp_path, cli):
