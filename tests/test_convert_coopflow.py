@@ -94,3 +94,19 @@ def test_bad_coopflow_checkpoints_are_one_line_errors(tmp_path, cli):
     one_line_error(cli("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--preset", "cdrl-cifar10-authors"), 2,
                    "is a cdrl preset")
     assert not out.exists()  # no failed conversion wrote a model
+
+
+def test_pretrained_flow_alone_becomes_a_flow_model(tmp_path, converted):
+    """A Flow++ file of the pre-training (`net`, `test_loss`, `epoch`) is a model of the flow alone, with the same
+    flow weights as the full checkpoint's flow."""
+    source = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s.update(net=s.pop("flow_net"), test_loss=3.5) or
+                                 [s.pop(k) for k in ("ebm_net", "ebm_optimizer", "flow_optimizer") if k in s])
+    out = tmp_path / "flow.safetensors"
+    proc = ebmkit("convert", "--from", "coopflow", source, "--out", out, *set_args(TINY), check=True)
+    assert "a pre-trained Flow++ alone" in proc.stderr
+    flow_alone, _ = load_model(out)
+    full, _ = load_model(converted)
+    assert flow_alone.preset.train.mode == "flow" and "ebm" not in flow_alone.nets
+    for key, value in full.ema["flow"].state_dict().items():
+        torch.testing.assert_close(flow_alone.ema["flow"].state_dict()[key], value, rtol=0, atol=0)
+

@@ -17,6 +17,9 @@ onto FlowPP module by module, with these exact re-parametrisations:
   gets the weight W / 2.
 The logit pre-processing's bound is a buffer (`bounds`), checked against flow.bound. Log-determinants differ by
 constants only: their forward differentiates with respect to (x + 1) / 2 and, dequantising, to w / 256.
+
+The pre-trained Flow++ files that CoopFlow(Pre) starts from (flow_ckpt/, written by the Flow++ training code:
+`net`, `test_loss`, `epoch`) become a model of the flow alone (train.mode "flow"), e.g. for train.flow_from.
 """
 
 from pathlib import Path
@@ -33,7 +36,8 @@ from ebmkit.presets import load_preset
 NETWORKS = {"ebm": "ebm_net", "flow": "flow_net"}
 PRESET = "coopflow-cifar10-authors"
 TRAINING_STATE = ("ebm_optimizer", "flow_optimizer")
-OTHER = ("epoch", "fid")  # plain numbers
+OTHER = ("epoch", "fid", "test_loss")  # plain numbers
+FLOW_ALONE = {"flow": "net"}  # a pre-trained Flow++ file
 WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 
 
@@ -131,24 +135,30 @@ def convert(path: str | Path, preset_name: str | None, overrides: list[str], ema
     nothing: the live weights are written to both copies."""
     path = Path(path)
     checkpoint = read_checkpoint(path)
-    notes = top_level(checkpoint, set(NETWORKS.values()) | set(OTHER), TRAINING_STATE, path, strict, "CoopFlow")
+    networks = FLOW_ALONE if "net" in checkpoint and "flow_net" not in checkpoint else NETWORKS
+    notes = top_level(checkpoint, set(networks.values()) | set(OTHER), TRAINING_STATE, path, strict, "CoopFlow")
     epoch = checkpoint.get("epoch")
     notes.append("CoopFlow checkpoints hold no EMA weights: the live weights are written as the EMA copy too"
                  + (f"; the file ends epoch {epoch} (step set to 0)" if isinstance(epoch, int) else ""))
-    live = {name: state_dict(checkpoint, key, path) for name, key in NETWORKS.items()}
+    live = {name: state_dict(checkpoint, key, path) for name, key in networks.items()}
+    mode = "coopflow" if "ebm" in live else "flow"
+    if mode == "flow":
+        notes.append("a pre-trained Flow++ alone: written as a model of the flow alone (train.mode 'flow')")
     preset = load_preset(preset_name or PRESET, overrides)
     if preset.method != "coopflow":
         raise EbmkitError(f"--preset {preset.name!r} is a {preset.method} preset; --from coopflow needs a coopflow one")
-    if preset.train.mode != "coopflow" or preset.flow.arch != "flowpp" or preset.ebm.arch != "coopflow":
-        raise EbmkitError(f"--preset {preset.name!r} is not an image CoopFlow preset (train.mode 'coopflow', "
+    if preset.train.mode != mode:  # the same networks, trained as the file's were
+        preset = load_preset(preset_name or PRESET, [f'train.mode="{mode}"', *overrides])
+    if preset.train.mode != mode or preset.flow.arch != "flowpp" or preset.ebm.arch != "coopflow":
+        raise EbmkitError(f"--preset {preset.name!r} is not an image CoopFlow preset (train.mode '{mode}', "
                           f"flow.arch 'flowpp', ebm.arch 'coopflow'); --from coopflow needs one")
-    stem = live["ebm"].get("f.0.weight")
+    stem = live["ebm"].get("f.0.weight") if "ebm" in live else torch.empty(0, 3, 1, 1)  # the authors' sets are RGB
     if stem is None or stem.dim() != 4:
         raise EbmkitError(f"{path}: 'ebm_net' has no stem convolution 'module.f.0'; not a CoopFlow EBM")
     size = preset.data.image_size
     method = build_method(preset, (stem.shape[1], size, size))
     skipped: list[str] = []
-    for name, key in NETWORKS.items():
+    for name, key in networks.items():
         net, what = method.nets[name], "the EBM's" if name == "ebm" else "the flow's"
         if name == "ebm":
             state, mapping = live[name], ebm_mapping(net)
