@@ -84,7 +84,7 @@ def test_presets_validate_and_errors_name_the_field():
         "train.mode=gan": r"train\.mode: Input should be 'coopflow', 'flow' or 'langevin'",
         "ebm.hidden=0": r"ebm\.hidden: Input should be greater than 0",
         "flow.hidden=big": r"flow\.hidden: .*integer",
-        "train.warmup_iterations=3500": r"train: .*leave no cooperative iterations",
+        "train.warmup_iterations=4500": r"train: .*leave no cooperative iterations",
         "langevin.clamp=[1.0, -1.0]": r"langevin: .*clamp needs low < high",
     }
     for override, message in bad.items():
