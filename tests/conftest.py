@@ -121,13 +121,17 @@ def one_line_error(proc, code, pattern):
 
 @pytest.fixture
 def cli(capsys):
-    """Run `ebmkit ARGS` in this process (faster than a subprocess); returns (exit code, stderr)."""
+    """Run `ebmkit ARGS` in this process (faster than a subprocess); returns (exit code, stderr, stdout)."""
     from ebmkit.cli import main
 
     def call(*args):
-        with pytest.raises(SystemExit) as exit_info:
+        try:
             main([str(a) for a in args])
-        return SimpleNamespace(returncode=exit_info.value.code, stderr=capsys.readouterr().err)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stderr=captured.err, stdout=captured.out)
 
     return call
 

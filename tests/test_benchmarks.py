@@ -54,6 +54,7 @@ def test_nerf_lebm_scenes_then_novel_views(tmp_path):
 
 
 def test_toy_matrix(tmp_path):
-    cells = quick("toy_matrix.py", tmp_path, "--jobs", 2)["toy_matrix.json"]["cells"]  # both cores: five cells
-    assert set(cells) == {f"checkerboard/{m}/0" for m in ("cdrl", "coopflow", "flow", "langevin", "langevin_n01")}
+    methods = ("cdrl", "coopflow", "langevin_n01")  # the two recipes and a preset variant (the others run like them)
+    cells = quick("toy_matrix.py", tmp_path, "--jobs", 2, "--methods", ",".join(methods))["toy_matrix.json"]["cells"]
+    assert set(cells) == {f"checkerboard/{m}/0" for m in methods}
     assert all(c["exit_code"] == 0 and c["repeats"] == 2 for c in cells.values())

@@ -89,17 +89,21 @@ def test_cdrl_sampler_reproduces_the_authors_langevin_step(tmp_path, reference):
         torch.testing.assert_close(y1 / lv.y_scale[t], reference["langevin_step_ema"][t], rtol=1e-4, atol=1e-5)
 
 
-def test_converted_model_is_an_ordinary_model_file(converted, tmp_path):
+def test_converted_model_is_an_ordinary_model_file(converted, tmp_path, cli):
     path = converted / "ema.safetensors"
-    info = ebmkit("info", path, check=True).stdout
+
+    def ok(*args):
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    info = ok("info", path)
     assert "cdrl-cifar10-authors" in info and "converted by `ebmkit convert` from cdrl_tiny.pth.tar" in info
     assert "EMA weights" in info
-    ebmkit("sample", "--model", path, "--num", 2, "--steps", 1, "--out", tmp_path / "s.png", check=True)
-    ebmkit("inpaint", "--model", path, "--image", "digits:test", "--limit", 2, "--irregular", "--steps", 1,
-           "--out", tmp_path / "i.png", check=True)
-    scores = ebmkit("ood-score", "--model", path, "--in-data", "digits:test", "--ood-data", "shapes:test", "--json",
-                    check=True)
-    assert "auroc" in scores.stdout
+    ok("sample", "--model", path, "--num", 2, "--steps", 1, "--out", tmp_path / "s.png")
+    ok("inpaint", "--model", path, "--image", "digits:test", "--limit", 2, "--irregular", "--steps", 1,
+       "--out", tmp_path / "i.png")
+    assert "auroc" in ok("ood-score", "--model", path, "--in-data", "digits:test", "--ood-data", "shapes:test", "--json")
     assert (tmp_path / "s.png").is_file() and (tmp_path / "i.png").is_file()
 
 

@@ -151,10 +151,10 @@ def test_no_langevin_is_zero_steps(digits_model, tmp_path):
 
 def test_guided_sampling_cli(shapes_models, tmp_path):
     model = shapes_models["cdrl-shapes-cond"]
-    r = json.loads(ebmkit("sample", "--model", model, "--num", 8, "--class", "all", "--guidance", 0.7,
+    r = json.loads(ebmkit("sample", "--model", model, "--num", 8, "--class", "all", "--guidance", 0.7, "--steps", 1,
                           "--out", tmp_path / "g.png", "--json", check=True).stdout)
     assert r["classes"] == [0, 1, 2, 3] and r["guidance"] == 0.7
-    r = json.loads(ebmkit("sample", "--model", model, "--num", 3, "--class", "square", "--class", "3",
+    r = json.loads(ebmkit("sample", "--model", model, "--num", 3, "--class", "square", "--class", "3", "--steps", 1,
                           "--out", tmp_path / "g.npz", "--json", check=True).stdout)
     assert r["classes"] == [1, 3] and np.load(tmp_path / "g.npz")["samples"].shape == (3, 3, 16, 16)
     sweep = json.loads(ebmkit("eval", "guidance-sweep", "--model", model, "--weights", "0,1", "--num-per-class", 2,
