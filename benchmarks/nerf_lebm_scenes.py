@@ -38,11 +38,16 @@ def main() -> None:
     results, tiny = args.results, [a for s in QUICK for a in ("--set", s)] if args.quick else []
     objects = 1 if args.quick else 20
     runs = {name: Path(args.out) / name for name in PRESETS.values()}
-    if not args.skip_train:
+    trainings = [["train", "--preset", name, "--run-dir", str(run), "--overwrite", "--quiet",
+                  "--set", f"train.seed={args.seed}", *tiny] for name, run in runs.items()]
+    if args.skip_train:
+        pass
+    elif args.quick:  # 2 iterations each: one after another in this process, no start-up
+        for command in trainings:
+            ebmkit(*command)
+    else:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        procs = [subprocess.Popen([sys.executable, "-m", "ebmkit", "train", "--preset", name, "--run-dir", str(run),
-                                   "--overwrite", "--quiet", "--set", f"train.seed={args.seed}", *tiny], env=env)
-                 for name, run in runs.items()]
+        procs = [subprocess.Popen([sys.executable, "-m", "ebmkit", *command], env=env) for command in trainings]
         if any(p.wait() for p in procs):
             sys.exit("a training run failed")
     rows = {}

@@ -3,15 +3,20 @@
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from ebmkit.data import from_model_space
 
-from ebmkit.data import from_model_space  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use (image grids do without it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
@@ -21,9 +26,22 @@ def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> Non
     tiles = from_model_space(x.detach().cpu())
     zoom = max(1, 32 // tiles.shape[-1])
     tiles = tiles.repeat_interleave(zoom, -1).repeat_interleave(zoom, -2)
-    grid = make_grid(tiles, nrow=nrow, padding=1, pad_value=255)
+    grid = tile(tiles, nrow)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
+
+
+def tile(images: torch.Tensor, nrow: int, pad: int = 1, pad_value: int = 255) -> torch.Tensor:
+    """(N, C, H, W) -> (C, rows (H + pad) + pad, cols (W + pad) + pad): `nrow` images per row, left to right,
+    each framed by `pad` pixels of `pad_value`."""
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = images.new_full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), pad_value)
+    for i, img in enumerate(images):
+        top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
+        grid[:, top:top + h, left:left + w] = img
+    return grid
 
 
 def save_images(x: torch.Tensor, folder: str | Path) -> None:
@@ -41,6 +59,7 @@ def _limit(points: torch.Tensor) -> float:
 def save_scatter(points: torch.Tensor, path: str | Path, lim: float | None = None) -> None:
     """2-D samples (N, 2) as a scatter plot."""
     lim = lim or _limit(points)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(*points.detach().cpu().T.numpy(), s=0.5, alpha=0.5)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
@@ -62,6 +81,7 @@ def levels_figure_2d(method, data: torch.Tensor | None, samples: list[torch.Tens
     axis = torch.linspace(-lim, lim, grid, device=samples[-1].device)
     gy, gx = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     points = torch.stack([gx.flatten(), gy.flatten()], 1)
+    plt = _pyplot()
     fig, axes = plt.subplots(len(names), T, figsize=(2.4 * T, 2.4 * len(names)), squeeze=False)
     rows = dict(zip(names, axes))
     for col in range(T):
@@ -85,6 +105,7 @@ def levels_figure_2d(method, data: torch.Tensor | None, samples: list[torch.Tens
 
 def save_curves(x: list[float], curves: dict[str, list[float]], path: str | Path, xlabel: str) -> None:
     """One small panel per curve, sharing the x axis (e.g. FID and accuracy against guidance weight)."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.8), squeeze=False)
     for ax, (name, y) in zip(axes[0], curves.items()):
         ax.plot(x, y, "o-")
@@ -112,6 +133,7 @@ def training_curves(records: list[dict], path: str | Path) -> None:
     panels = {t: c for t, c in panels.items() if c}
     if not panels:
         return
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
         for name, points in curves.items():

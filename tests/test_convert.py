@@ -9,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ebmkit, modified_checkpoint, one_line_error, set_args
+from conftest import AUTHORS, authors_checkpoint, in_process, modified_checkpoint, one_line_error, set_args
 from ebmkit.methods import load_model
 
-FIXTURES = Path(__file__).parent / "fixtures" / "authors"
-CDRL = FIXTURES / "cdrl_tiny.pth.tar"
+CDRL = authors_checkpoint("cdrl_tiny.pth.tar")
 # The fixture's widths on the preset of the authors' configuration (make_cdrl_fixture.py builds the same)
 TINY_CDRL = ["ebm.channels=[8,16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=32",
              "init.channel_mult=[1,1]", "init.num_res_blocks=1", "init.attn_resolutions=[4]", "init.temb_dim=128",
@@ -22,7 +21,7 @@ TINY_CDRL = ["ebm.channels=[8,16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "
 
 @pytest.fixture(scope="module")
 def reference():
-    return load_file(FIXTURES / "cdrl_tiny_outputs.safetensors")
+    return load_file(AUTHORS / "cdrl_tiny_outputs.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,8 @@ def converted(tmp_path_factory):
     """The fixture converted twice: EMA weights for sampling (the default) and live weights (--no-ema)."""
     out = tmp_path_factory.mktemp("convert")
     for name, flag in (("ema", "--ema"), ("live", "--no-ema")):
-        proc = ebmkit("convert", "--from", "cdrl", CDRL, "--out", out / f"{name}.safetensors", flag,
-                      *set_args(TINY_CDRL), check=True)
+        proc = in_process("convert", "--from", "cdrl", CDRL, "--out", out / f"{name}.safetensors", flag,
+                          *set_args(TINY_CDRL), check=True)
         assert "not converted (training state): pi_optimizer" in proc.stderr
     return out
 
@@ -57,13 +56,13 @@ def test_cdrl_networks_reproduce_the_authors_code(converted, reference, weights)
 def test_class_conditional_cdrl_reproduces_the_authors_code(tmp_path):
     """main_cond.py's networks (ImageNet 32x32's, at reduced widths, 3 classes): the class embedding of both networks,
     labels 0 (the null class of guidance), 1 and 3, through the default preset chosen for a conditional EBM."""
-    reference = load_file(FIXTURES / "cdrl_cond_tiny_outputs.safetensors")
+    reference = load_file(AUTHORS / "cdrl_cond_tiny_outputs.safetensors")
     out = tmp_path / "cond.safetensors"
     tiny = ["ebm.channels=[8,16]", "ebm.num_res_blocks=1", "ebm.temb_dim=32", "init.base_channels=32",
             "init.channel_mult=[1]", "init.num_res_blocks=1", "init.attn_resolutions=[4]", "init.temb_dim=128",
             "data.image_size=4", "conditioning.num_classes=3"]
-    ebmkit("convert", "--from", "cdrl", FIXTURES / "cdrl_cond_tiny.pth.tar", "--out", out,
-           *[arg for item in tiny for arg in ("--set", item)], check=True)
+    in_process("convert", "--from", "cdrl", authors_checkpoint("cdrl_cond_tiny.pth.tar"), "--out", out,
+               *[arg for item in tiny for arg in ("--set", item)], check=True)
     method, _ = load_model(out)
     assert method.preset.name == "cdrl-imagenet32-authors"
     x, labels = reference["x"], reference["labels"]
@@ -78,8 +77,8 @@ def test_cdrl_sampler_reproduces_the_authors_langevin_step(tmp_path, reference):
     """ebmkit's energy f_hat(y_scale x) / s_t^2 and one noiseless Langevin step of its sampler (Eq. 5.3) at every
     level equal their main_uncond.py's; the fixture's step sizes are the code's (step_coef 4e-4 / sbar(lambda_max))."""
     out = tmp_path / "m.safetensors"
-    ebmkit("convert", "--from", "cdrl", CDRL, "--out", out, *set_args([*TINY_CDRL, "sampler.noise_weight=0"]),
-           check=True)
+    in_process("convert", "--from", "cdrl", CDRL, "--out", out, *set_args([*TINY_CDRL, "sampler.noise_weight=0"]),
+               check=True)
     method, _ = load_model(out)
     x, y0, lv = reference["x"], reference["y0"], method.levels
     for t in range(lv.num_levels):
@@ -121,8 +120,8 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, cli):
 
     extra = modified_checkpoint(tmp_path, CDRL, lambda s: s["pi_state_dict"].update({"module.extra.weight": torch.zeros(1)}))
     one_line_error(convert(extra), 2, "key 'extra.weight' (and 0 more) maps to no ebmkit tensor")
-    proc = ebmkit("convert", "--from", "cdrl", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY_CDRL),
-                  "--no-strict", "--no-ema", check=True)
+    proc = in_process("convert", "--from", "cdrl", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY_CDRL),
+                      "--no-strict", "--no-ema", check=True)
     assert "skipped: ebm: extra.weight" in proc.stderr
 
     lacking = modified_checkpoint(tmp_path, CDRL, lambda s: s["p_state_dict"].pop("module.final_conv.bias"))

@@ -10,11 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ebmkit, modified_checkpoint, one_line_error, set_args
+from conftest import AUTHORS, authors_checkpoint, in_process, modified_checkpoint, one_line_error, set_args
 from ebmkit.methods import load_model
 
-FIXTURES = Path(__file__).parent / "fixtures" / "authors"
-COOPFLOW = FIXTURES / "coopflow_tiny.pth.tar"
+COOPFLOW = authors_checkpoint("coopflow_tiny.pth.tar")
 # The fixture's widths on the preset of the authors' configuration (make_coopflow_fixture.py builds the same)
 TINY = ["flow.num_channels=8", "flow.num_blocks=1", "flow.num_components=4", "flow.num_dequant_blocks=1",
         "ebm.channels=[4,8,16,32]"]
@@ -23,13 +22,13 @@ D = 3 * 32 * 32
 
 @pytest.fixture(scope="module")
 def reference():
-    return load_file(FIXTURES / "coopflow_tiny_outputs.safetensors")
+    return load_file(AUTHORS / "coopflow_tiny_outputs.safetensors")
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     out = tmp_path_factory.mktemp("convert") / "coopflow.safetensors"
-    proc = ebmkit("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--ema", *set_args(TINY), check=True)
+    proc = in_process("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--ema", *set_args(TINY), check=True)
     assert "hold no EMA weights" in proc.stderr and "ends epoch 3" in proc.stderr
     return out
 
@@ -67,11 +66,11 @@ def test_coopflow_sampler_reproduces_the_authors_samples(converted, reference):
 
 
 def test_converted_model_is_an_ordinary_model_file(converted, tmp_path):
-    info = ebmkit("info", converted, check=True).stdout
+    info = in_process("info", converted, check=True).stdout
     assert "coopflow-cifar10-authors" in info and "converted by `ebmkit convert` from coopflow_tiny.pth.tar" in info
-    ebmkit("sample", "--model", converted, "--num", 2, "--out", tmp_path / "s.png", check=True)
-    ebmkit("reconstruct", "--model", converted, "--images", "digits:test", "--limit", 2, "--infer-steps", 2,
-           "--out", tmp_path / "r.png", check=True)
+    in_process("sample", "--model", converted, "--num", 2, "--out", tmp_path / "s.png", check=True)
+    in_process("reconstruct", "--model", converted, "--images", "digits:test", "--limit", 2, "--infer-steps", 2,
+               "--out", tmp_path / "r.png", check=True)
     assert (tmp_path / "s.png").is_file() and (tmp_path / "r.png").is_file()
 
 
@@ -83,8 +82,8 @@ def test_bad_coopflow_checkpoints_are_one_line_errors(tmp_path, cli):
 
     extra = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s["flow_net"].update({"module.extra.weight": torch.zeros(1)}))
     one_line_error(convert(extra), 2, "the flow's key 'extra.weight' (and 0 more) maps to no ebmkit tensor")
-    proc = ebmkit("convert", "--from", "coopflow", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY),
-                  "--no-strict", check=True)
+    proc = in_process("convert", "--from", "coopflow", extra, "--out", tmp_path / "lenient.safetensors", *set_args(TINY),
+                      "--no-strict", check=True)
     assert "skipped: flow: extra.weight" in proc.stderr
     lacking = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s["ebm_net"].pop("module.f.5.bias"))
     one_line_error(convert(lacking), 2, "the EBM lacks 'head.bias'")
@@ -102,7 +101,7 @@ def test_pretrained_flow_alone_becomes_a_flow_model(tmp_path, converted):
     source = modified_checkpoint(tmp_path, COOPFLOW, lambda s: s.update(net=s.pop("flow_net"), test_loss=3.5) or
                                  [s.pop(k) for k in ("ebm_net", "ebm_optimizer", "flow_optimizer") if k in s])
     out = tmp_path / "flow.safetensors"
-    proc = ebmkit("convert", "--from", "coopflow", source, "--out", out, *set_args(TINY), check=True)
+    proc = in_process("convert", "--from", "coopflow", source, "--out", out, *set_args(TINY), check=True)
     assert "a pre-trained Flow++ alone" in proc.stderr
     flow_alone, _ = load_model(out)
     full, _ = load_model(converted)

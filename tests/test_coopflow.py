@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ebmkit, set_args, tiny
+from conftest import ebmkit, in_process, set_args, tiny
 from ebmkit import checkpoint
 from ebmkit.data import Dataset
 from ebmkit.errors import EbmkitError
@@ -322,12 +322,12 @@ def test_sample_steps_zero_returns_the_flow_proposals():
 # ---------------------------------------------------------------------------- end to end
 def test_cli_train_sample_eval(tmp_path):
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "coopflow-points", "--run-dir", run, "--quiet",
-           *set_args(TINY_2D + ["train.iterations=4"]), check=True)
+    in_process("train", "--preset", "coopflow-points", "--run-dir", run, "--quiet",
+               *set_args(TINY_2D + ["train.iterations=4"]), check=True)
     out = tmp_path / "x.png"
-    ebmkit("sample", "--model", run / "model.safetensors", "--num", 200, "--out", out, check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 200, "--out", out, check=True)
     assert out.is_file() and (tmp_path / "x_levels.png").is_file()  # Fig. 4.3 layout: flow, then EBM
-    proc = ebmkit("eval", "mmd", "--model", run / "model.safetensors", "--num", 100, "--json", check=True)
+    proc = in_process("eval", "mmd", "--model", run / "model.safetensors", "--num", 100, "--json", check=True)
     assert math.isfinite(json.loads(proc.stdout)["ratio"])
 
 

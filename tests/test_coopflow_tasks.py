@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ebmkit, tiny
+from conftest import in_process, tiny
 from ebmkit.methods import load_model
 from test_coopflow import digits_like, method_of
 
@@ -54,29 +54,29 @@ def test_inpainting_fits_only_the_observed_pixels():
 
 
 def test_cli_reconstruct_inpaint_interpolate(coopflow_digits, tmp_path):
-    r = ebmkit("reconstruct", "--model", coopflow_digits, "--images", "digits:test", "--limit", "5",
-               "--infer-steps", "4", "--out", tmp_path / "rec.png", "--curve", tmp_path / "curve.json", "--json",
-               check=True)
+    r = in_process("reconstruct", "--model", coopflow_digits, "--images", "digits:test", "--limit", "5",
+                   "--infer-steps", "4", "--out", tmp_path / "rec.png", "--curve", tmp_path / "curve.json", "--json",
+                   check=True)
     report = json.loads(r.stdout)
     assert report["images"] == 5 and report["mse"] <= report["mse_start"]
     assert len(json.loads((tmp_path / "curve.json").read_text())["mse_per_step"]) == 5
-    r = ebmkit("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--limit", "2", "--box", "2,2,4,4",
-               "--num", "2", "--infer-steps", "3", "--out", tmp_path / "fill.npz", "--json", check=True)
+    r = in_process("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--limit", "2", "--box", "2,2,4,4",
+                   "--num", "2", "--infer-steps", "3", "--out", tmp_path / "fill.npz", "--json", check=True)
     report = json.loads(r.stdout)
     filled = np.load(tmp_path / "fill.npz")["samples"]
     assert filled.shape == (2, 2, 1, 8, 8) and report["observed_mse"] > 0
-    assert "--infer-steps" in ebmkit("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--box",
-                                     "2,2,4,4", "--steps", "3", "--out", tmp_path / "x.png").stderr
-    r = ebmkit("interpolate", "--model", coopflow_digits, "--start", "digits:test", "--end", "digits:train",
-               "--points", "5", "--infer-steps", "2", "--out", tmp_path / "row.npz", "--json", check=True)
+    assert "--infer-steps" in in_process("inpaint", "--model", coopflow_digits, "--image", "digits:test", "--box",
+                                         "2,2,4,4", "--steps", "3", "--out", tmp_path / "x.png").stderr
+    r = in_process("interpolate", "--model", coopflow_digits, "--start", "digits:test", "--end", "digits:train",
+                   "--points", "5", "--infer-steps", "2", "--out", tmp_path / "row.npz", "--json", check=True)
     assert np.load(tmp_path / "row.npz")["samples"].shape == (7, 1, 8, 8)
 
 
 def test_interpolate_and_reconstruct_say_what_cdrl_cannot(digits_model, tmp_path):
-    r = ebmkit("interpolate", "--model", digits_model, "--start", "digits:test", "--end", "digits:train",
-               "--out", tmp_path / "row.png")
+    r = in_process("interpolate", "--model", digits_model, "--start", "digits:test", "--end", "digits:train",
+                   "--out", tmp_path / "row.png")
     assert r.returncode == 2 and "no latent to infer" in r.stderr and "Traceback" not in r.stderr
-    r = ebmkit("reconstruct", "--model", digits_model, "--images", "digits:test", "--out", tmp_path / "r.png")
+    r = in_process("reconstruct", "--model", digits_model, "--images", "digits:test", "--out", tmp_path / "r.png")
     assert r.returncode == 2 and "supports: coopflow" in r.stderr
 
 

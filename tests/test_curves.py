@@ -2,21 +2,21 @@
 
 from PIL import Image
 
-from conftest import ebmkit, set_args, tiny
+from conftest import in_process, set_args, tiny
 from ebmkit.viz import training_curves
 
 
 def test_training_writes_curves_and_plot_redraws_them(tmp_path):
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet",
-           *set_args(tiny("cdrl-points", "train.iterations=10")), check=True)  # logged at steps 5 and 10
+    in_process("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet",
+               *set_args(tiny("cdrl-points", "train.iterations=10")), check=True)  # logged at steps 5 and 10
     assert Image.open(run / "curves.png").size[0] > 0
-    proc = ebmkit("plot", run, "--out", tmp_path / "c.png", check=True)
+    proc = in_process("plot", run, "--out", tmp_path / "c.png", check=True)
     assert "curves ->" in proc.stderr and Image.open(tmp_path / "c.png").size == Image.open(run / "curves.png").size
 
 
 def test_plot_refuses_a_folder_without_a_log(tmp_path):
-    proc = ebmkit("plot", tmp_path)
+    proc = in_process("plot", tmp_path)
     assert proc.returncode == 2 and "metrics.jsonl not found" in proc.stderr
 
 
@@ -35,8 +35,8 @@ def test_tensorboard_logs_every_figure(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet", "--tensorboard",
-           *set_args(tiny("cdrl-points", "train.iterations=10")), check=True)
+    in_process("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet", "--tensorboard",
+               *set_args(tiny("cdrl-points", "train.iterations=10")), check=True)
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     assert {"train/loss_ebm", "train/energy_data"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss_ebm")] == [5, 10]

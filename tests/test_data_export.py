@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from conftest import ebmkit
+from conftest import in_process
 from ebmkit.data import load_dataset
 from ebmkit.data.files import read_images
 from ebmkit.data.points import read_points
 
 
 def export(spec, out, *extra):
-    return json.loads(ebmkit("data", "export", spec, "--out", out, *extra, "--json", check=True).stdout)
+    return json.loads(in_process("data", "export", spec, "--out", out, *extra, "--json", check=True).stdout)
 
 
 def test_image_sets_read_back_exactly_with_their_labels(tmp_path):
@@ -40,8 +40,8 @@ def test_posed_scenes_feed_novel_view(nerf_model, tmp_path):
     poses = json.loads((first / "poses.json").read_text())["views"]
     assert torch.allclose(torch.tensor(list(poses.values())), data.poses[data.objects == 0].rad2deg(), atol=1e-3)
     views = ",".join(str(first / name) for name in list(poses)[:2])
-    done = ebmkit("novel-view", "--model", nerf_model, "--views", views, "--poses", first / "poses.json",
-                  "--turntable", 3, "--infer-steps", 1, "--out", tmp_path / "nv", "--json", check=True)
+    done = in_process("novel-view", "--model", nerf_model, "--views", views, "--poses", first / "poses.json",
+                      "--turntable", 3, "--infer-steps", 1, "--out", tmp_path / "nv", "--json", check=True)
     assert len(json.loads(done.stdout)["poses_deg"]) == 3 and len(list((tmp_path / "nv").glob("*.png"))) >= 3
 
 
@@ -50,9 +50,9 @@ def test_posed_scenes_feed_novel_view(nerf_model, tmp_path):
     (["digits:valid"], "valid"),
 ])
 def test_bad_exports_are_refused(args, message, tmp_path):
-    proc = ebmkit("data", "export", *args, "--out", tmp_path / "x")
+    proc = in_process("data", "export", *args, "--out", tmp_path / "x")
     assert proc.returncode == 2 and message in proc.stderr
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    proc = ebmkit("data", "export", "digits", "--out", tmp_path / "full")
+    proc = in_process("data", "export", "digits", "--out", tmp_path / "full")
     assert proc.returncode == 2 and "is not empty" in proc.stderr

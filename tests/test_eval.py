@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ebmkit, set_args, tiny
+from conftest import ebmkit, in_process, set_args, tiny
 from ebmkit.data import from_config, load_dataset, to_model_space
 from ebmkit.methods import load_model
 from ebmkit.metrics.evaluate import make_evaluator
@@ -35,7 +35,7 @@ def test_domain_fid_of_real_data_equals_its_baseline(test_digits_npz, tmp_path):
     assert report["fid"] == pytest.approx(report["baseline_fid"], rel=1e-9)  # the same held-out images
     assert report["classifier_test_accuracy"] >= 0.95 and sum(report["class_histogram"]) == 297
     # statistics written once give the same figure
-    ebmkit("eval", "fid-stats", "--data", "digits", "--out", tmp_path / "s.npz", check=True)
+    in_process("eval", "fid-stats", "--data", "digits", "--out", tmp_path / "s.npz", check=True)
     again = run_json("eval", "fid", "--samples", test_digits_npz, "--ref", tmp_path / "s.npz")
     assert again["fid"] == pytest.approx(report["fid"], rel=1e-9) and again["ref"] == "digits:train"
 
@@ -68,7 +68,7 @@ def test_psnr_of_known_pairs(tmp_path):
     report = run_json("eval", "psnr", "--images", tmp_path / "a.npz", "--ref", tmp_path / "b.npz")
     assert report["psnr"] == pytest.approx([20 * math.log10(255), 10 * math.log10(255**2 / 50)], rel=1e-12)
     np.savez(tmp_path / "c.npz", images=torch.cat([b[:1], a[1:]]).numpy())  # the second pair identical
-    proc = ebmkit("eval", "psnr", "--images", tmp_path / "a.npz", "--ref", tmp_path / "c.npz", "--json", check=True)
+    proc = in_process("eval", "psnr", "--images", tmp_path / "a.npz", "--ref", tmp_path / "c.npz", "--json", check=True)
     report = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert report["psnr"] == [pytest.approx(20 * math.log10(255), rel=1e-12), None]
     assert (report["psnr_mean"], report["identical"]) == (None, 1)
@@ -100,9 +100,9 @@ def test_bad_input(args, code, pattern, test_digits_npz, tmp_path, monkeypatch):
 
 
 def test_stats_of_another_feature_space_are_refused(test_digits_npz, stub_inception, tmp_path):
-    ebmkit("eval", "fid-stats", "--data", "digits", "--out", tmp_path / "s.npz", check=True)
-    proc = ebmkit("eval", "fid", "--samples", test_digits_npz, "--ref", tmp_path / "s.npz", "--features", "inception",
-                  "--inception-weights", stub_inception)
+    in_process("eval", "fid-stats", "--data", "digits", "--out", tmp_path / "s.npz", check=True)
+    proc = in_process("eval", "fid", "--samples", test_digits_npz, "--ref", tmp_path / "s.npz", "--features", "inception",
+                      "--inception-weights", stub_inception)
     assert proc.returncode == 2 and "holds domain-digits-8px statistics but this FID uses inception" in proc.stderr
 
 
@@ -111,8 +111,8 @@ def records(run_dir, event):
 
 
 def test_eval_every_points(tmp_path):
-    ebmkit("train", "--preset", "cdrl-points", "--run-dir", tmp_path / "r", "--quiet", "--eval-every", 4,
-           *set_args(tiny("cdrl-points", "train.iterations=10", "train.eval_num=200")), check=True)
+    in_process("train", "--preset", "cdrl-points", "--run-dir", tmp_path / "r", "--quiet", "--eval-every", 4,
+               *set_args(tiny("cdrl-points", "train.iterations=10", "train.eval_num=200")), check=True)
     evals = records(tmp_path / "r", "eval")
     assert [e["step"] for e in evals] == [4, 8, 10]
     method, step = load_model(tmp_path / "r" / "model.safetensors")  # the final evaluation is of the model file
@@ -122,8 +122,8 @@ def test_eval_every_points(tmp_path):
 
 
 def test_eval_every_digits(tmp_path):
-    ebmkit("train", "--preset", "cdrl-digits", "--run-dir", tmp_path / "r", "--quiet",
-           *set_args(tiny("cdrl-digits", "train.eval_every=3", "train.eval_num=20")), check=True)
+    in_process("train", "--preset", "cdrl-digits", "--run-dir", tmp_path / "r", "--quiet",
+               *set_args(tiny("cdrl-digits", "train.eval_every=3", "train.eval_num=20")), check=True)
     (evaluation,) = records(tmp_path / "r", "eval")
     method, _ = load_model(tmp_path / "r" / "model.safetensors")
     seed = method.preset.train.seed

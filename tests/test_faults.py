@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import ROOT, ebmkit, set_args, tiny
+from conftest import ROOT, ebmkit, in_process, set_args, tiny
 from ebmkit import checkpoint
 
 TINY = tiny("cdrl-points")  # the tiny checkerboard CDRL these tests train
@@ -45,9 +45,9 @@ def test_a_signal_during_training_start_up_exits_130(tmp_path, sig):
 
 def test_a_huge_learning_rate_never_yields_a_non_finite_model(tmp_path):
     run = tmp_path / "r"
-    proc = ebmkit("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet",
-                  *set_args(TINY + ["train.iterations=3", "train.lr=1", "train.init_lr=1", "train.warmup=0",
-                                    "guard.snapshot_every=1"]))
+    proc = in_process("train", "--preset", "cdrl-points", "--run-dir", run, "--quiet",
+                      *set_args(TINY + ["train.iterations=3", "train.lr=1", "train.init_lr=1", "train.warmup=0",
+                                        "guard.snapshot_every=1"]))
     tensors, meta = checkpoint.read_safetensors(run / "model.safetensors")
     assert all(torch.isfinite(v).all() for v in tensors.values())
     if proc.returncode:  # the guard gave up: the model is the last good state, and the run says so
@@ -60,7 +60,7 @@ def test_a_model_file_with_nan_weights_is_refused(points_model, tmp_path):
     name = sorted(tensors)[0]
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     save_file(tensors, tmp_path / "nan.safetensors", metadata=meta)
-    proc = ebmkit("sample", "--model", tmp_path / "nan.safetensors", "--out", tmp_path / "s.npz")
+    proc = in_process("sample", "--model", tmp_path / "nan.safetensors", "--out", tmp_path / "s.npz")
     assert proc.returncode == 2 and not (tmp_path / "s.npz").exists()
     assert proc.stderr.strip() == f"error: {tmp_path / 'nan.safetensors'}: tensor '{name}' holds NaN or inf values; " \
                                   "the model file is broken"
@@ -157,11 +157,11 @@ def test_a_failed_command_leaves_the_run_directory_as_it_found_it(tmp_path):
     assert _tiny_run(run, 10).returncode == 0
     before = _files(run)
     for bad in (["--set", "ebm.hidden=32"], ["--set", "data.name=spiral"]):
-        proc = ebmkit("train", "--resume", run, "--quiet", *bad)
+        proc = in_process("train", "--resume", run, "--quiet", *bad)
         assert proc.returncode == 2 and "cannot resume" in proc.stderr
         assert _files(run) == before  # preset.json included
     fresh = tmp_path / "fresh"
-    proc = ebmkit("train", "--preset", "cdrl-points", "--data", tmp_path / "missing.npy", "--run-dir", fresh)
+    proc = in_process("train", "--preset", "cdrl-points", "--data", tmp_path / "missing.npy", "--run-dir", fresh)
     assert proc.returncode == 2 and not fresh.exists()
-    proc = ebmkit("train", "--preset", "cdrl-points", "--set", "data.num_points=3", "--run-dir", fresh)
+    proc = in_process("train", "--preset", "cdrl-points", "--set", "data.num_points=3", "--run-dir", fresh)
     assert proc.returncode == 2 and not fresh.exists(), proc.stderr

@@ -7,7 +7,7 @@ import shlex
 import pytest
 import typer
 
-from conftest import ebmkit
+from conftest import in_process
 from ebmkit import __version__
 from ebmkit.cli import main
 from ebmkit.cli.common import app
@@ -58,21 +58,21 @@ def test_version(capsys):
 @pytest.mark.parametrize("old, new", [(["--in", "digits:test", "--out", "shapes:test"],
                                        ["--in-data", "digits:test", "--ood-data", "shapes:test"])])
 def test_deprecated_option_names_still_work_with_a_warning(digits_model, old, new):
-    reports = [ebmkit("ood-score", "--model", digits_model, *args, "--draws", 1, "--json", check=True) for args in (old, new)]
+    reports = [in_process("ood-score", "--model", digits_model, *args, "--draws", 1, "--json", check=True) for args in (old, new)]
     assert json.loads(reports[0].stdout) == json.loads(reports[1].stdout)
     assert "warning: --in is deprecated" in reports[0].stderr and "deprecated" not in reports[1].stderr
-    both = ebmkit("ood-score", "--model", digits_model, *old, "--in-data", "digits:test")
+    both = in_process("ood-score", "--model", digits_model, *old, "--in-data", "digits:test")
     assert both.returncode == 2 and "give --in-data once (--in is its deprecated old name)" in both.stderr
 
 
 def test_info_describes_a_model_file(points_model):
     from ebmkit.checkpoint import read_metadata
 
-    r = json.loads(ebmkit("info", points_model, "--json", check=True).stdout)
+    r = json.loads(in_process("info", points_model, "--json", check=True).stdout)
     meta = read_metadata(points_model)
     assert (r["method"], r["step"], r["shape"]) == ("cdrl", int(meta["step"]), [2])
     assert r["preset"] == "cdrl-points" and r["ebmkit_version"] == meta["ebmkit_version"]
     assert set(r["networks"]) == {"ebm", "init"} and r["parameters"] == sum(n["parameters"] for n in r["networks"].values())
     assert all(0 < n["ema_distance"] < 1 for n in r["networks"].values())  # a few steps of EMA 0.995: near, not equal
-    shown = ebmkit("presets", "show", points_model, "--json", check=True).stdout
+    shown = in_process("presets", "show", points_model, "--json", check=True).stdout
     assert json.loads(shown)["name"] == "cdrl-points"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ebmkit, set_args, tiny
+from conftest import in_process, set_args, tiny
 from ebmkit.data import load_dataset
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
@@ -158,58 +158,58 @@ def views(tmp_path_factory):
 
 
 def test_sample_grids_with_depth(nerf_model, tmp_path):
-    r = ebmkit("sample", "--model", nerf_model, "--num", 4, "--grid", "pose", "--depth", "--out", tmp_path / "g.png",
-               "--json", check=True)
+    r = in_process("sample", "--model", nerf_model, "--num", 4, "--grid", "pose", "--depth", "--out", tmp_path / "g.png",
+                   "--json", check=True)
     assert json.loads(r.stdout)["num"] == 4 and (tmp_path / "g_depth.png").is_file()
 
 
 def test_samples_are_images_in_model_space(nerf_model, tmp_path):
-    ebmkit("sample", "--model", nerf_model, "--num", 3, "--out", tmp_path / "s.npz", check=True)
+    in_process("sample", "--model", nerf_model, "--num", 3, "--out", tmp_path / "s.npz", check=True)
     x = np.load(tmp_path / "s.npz")["samples"]
     assert x.shape == (3, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
 
 
 def test_novel_views_of_a_posed_set_score_the_unseen_views(nerf_model, tmp_path):
-    r = ebmkit("novel-view", "--model", nerf_model, "--data", "scenes:test", "--objects", 2, "--shots", 2,
-               "--out", tmp_path / "nv", "--json", check=True)
+    r = in_process("novel-view", "--model", nerf_model, "--data", "scenes:test", "--objects", 2, "--shots", 2,
+                   "--out", tmp_path / "nv", "--json", check=True)
     report = json.loads(r.stdout)
     assert report["objects"] == 2 and report["novel_views"] == 6 and math.isfinite(report["psnr"])
     assert (tmp_path / "nv" / "views.png").is_file()
 
 
 def test_novel_views_render_the_poses_asked_for(nerf_model, views, tmp_path):
-    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--poses", views / "poses.json",
-               "--out", tmp_path / "out", "--json", check=True)
+    r = in_process("novel-view", "--model", nerf_model, "--views", views / "a.png", "--poses", views / "poses.json",
+                   "--out", tmp_path / "out", "--json", check=True)
     assert np.allclose(json.loads(r.stdout)["poses_deg"], [[20, 90], [30, 180]], atol=1e-4)
     assert len(list((tmp_path / "out").glob("0*.png"))) == 2
 
 
 def test_a_model_trained_with_poses_needs_the_views_poses(nerf_model, views, tmp_path):
-    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--out", tmp_path / "out")
+    r = in_process("novel-view", "--model", nerf_model, "--views", views / "a.png", "--out", tmp_path / "out")
     assert r.returncode == 2 and "--poses" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_what_a_mask_hides_cannot_change_the_renders(nerf_model, views, tmp_path):
     """a.png and b.png differ only where m.png says the view is not observed (sec. 3.5.7)."""
     for name in ("a", "b"):
-        ebmkit("novel-view", "--model", nerf_model, "--views", views / f"{name}.png", "--masks", views / "m.png",
-               "--poses", views / "poses.json", "--out", tmp_path / name, check=True)
+        in_process("novel-view", "--model", nerf_model, "--views", views / f"{name}.png", "--masks", views / "m.png",
+                   "--poses", views / "poses.json", "--out", tmp_path / name, check=True)
     renders = [np.asarray(Image.open(tmp_path / n / "000000.png")) for n in ("a", "b")]
     assert np.array_equal(*renders)
 
 
 def test_one_mask_per_view(nerf_model, views, tmp_path):
-    r = ebmkit("novel-view", "--model", nerf_model, "--views", views / "a.png", "--masks", views / "m.png",
-               "--masks", views / "m.png", "--poses", views / "poses.json", "--out", tmp_path / "out")
+    r = in_process("novel-view", "--model", nerf_model, "--views", views / "a.png", "--masks", views / "m.png",
+                   "--masks", views / "m.png", "--poses", views / "poses.json", "--out", tmp_path / "out")
     assert r.returncode == 2 and "one mask per view" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_eval_poses(tmp_path):
     """`eval poses` reads the encoder's vMF means of an unknown-pose model; a known-pose model has none."""
     run = tmp_path / "nopose"
-    ebmkit("train", "--preset", "nerf-lebm-scenes-nopose", "--run-dir", run, "--quiet", *set_args(tiny("nerf-lebm-scenes-nopose")),
-           check=True)
-    r = ebmkit("eval", "poses", "--model", run / "model.safetensors", "--limit", 12, "--json", check=True)
+    in_process("train", "--preset", "nerf-lebm-scenes-nopose", "--run-dir", run, "--quiet", *set_args(tiny("nerf-lebm-scenes-nopose")),
+               check=True)
+    r = in_process("eval", "poses", "--model", run / "model.safetensors", "--limit", 12, "--json", check=True)
     report = json.loads(r.stdout)
     method, _ = load_model(run / "model.safetensors")  # the command reports what the library computes
     library = model_pose_report(method, posed_set(method, "scenes:test"), 12)
@@ -217,21 +217,21 @@ def test_cli_eval_poses(tmp_path):
     assert all(report[k]["mean"] == pytest.approx(library[k]["mean"], abs=1e-3)
                for k in ("azimuth_error_deg", "aligned_azimuth_error_deg"))
     # novel views from the model's own frame: no poses needed, the turntable starts at the inferred pose
-    r = ebmkit("novel-view", "--model", run / "model.safetensors", "--data", "scenes:test", "--objects", 2,
-               "--shots", 1, "--out", tmp_path / "nv", "--json", check=True)
+    r = in_process("novel-view", "--model", run / "model.safetensors", "--data", "scenes:test", "--objects", 2,
+                   "--shots", 1, "--out", tmp_path / "nv", "--json", check=True)
     assert math.isfinite(json.loads(r.stdout)["psnr"])
     from ebmkit import viz
 
     viz.save_images(torch.zeros(1, 3, 32, 32), tmp_path / "views")
     view = next((tmp_path / "views").iterdir())
-    r = ebmkit("novel-view", "--model", run / "model.safetensors", "--views", view, "--turntable", 4,
-               "--out", tmp_path / "tt", "--json", check=True)
+    r = in_process("novel-view", "--model", run / "model.safetensors", "--views", view, "--turntable", 4,
+                   "--out", tmp_path / "tt", "--json", check=True)
     report = json.loads(r.stdout)
     assert np.allclose(report["poses_deg"][0], report["inferred_poses_deg"][0], atol=1e-4) and len(report["poses_deg"]) == 4
     known = tmp_path / "known"
-    ebmkit("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(tiny("nerf-vae-scenes")),
-           check=True)
-    r = ebmkit("eval", "poses", "--model", known / "model.safetensors")
+    in_process("train", "--preset", "nerf-vae-scenes", "--run-dir", known, "--quiet", *set_args(tiny("nerf-vae-scenes")),
+               check=True)
+    r = in_process("eval", "poses", "--model", known / "model.safetensors")
     assert r.returncode == 2 and "known camera poses" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -342,7 +342,7 @@ def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
         assert p.inference.steps == k_pos
     assert p.latents.dim == 128 and p.inference.sigma_eps == 0.05  # Table 3.2, sec. 3.5.3
     assert p.inference.likelihood_scale == pytest.approx(1 / (3 * batch), rel=1e-5)
-    r = ebmkit("train", "--preset", name, "--run-dir", "/nonexistent/run")
+    r = in_process("train", "--preset", name, "--run-dir", "/nonexistent/run")
     assert r.returncode == 2 and "data.path" in r.stderr
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ebmkit, set_args, tiny
+from conftest import in_process, set_args, tiny
 from ebmkit.data import load_dataset
 from ebmkit.data.points import MIN_ROWS, PointUnits, read_points, write_points
 from ebmkit.errors import EbmkitError
@@ -120,19 +120,19 @@ def test_train_on_a_file_then_sample_in_its_units(tmp_path):
     x = blob(1000)
     np.save(tmp_path / "pts.npy", x)
     run = tmp_path / "run"
-    ebmkit("train", "--preset", "cdrl-points", "--data", tmp_path / "pts.npy", "--run-dir", run, "--quiet",
-           *set_args(TINY + ["train.iterations=20", "data.standardize=true"]), check=True)
+    in_process("train", "--preset", "cdrl-points", "--data", tmp_path / "pts.npy", "--run-dir", run, "--quiet",
+               *set_args(TINY + ["train.iterations=20", "data.standardize=true"]), check=True)
     method, _ = load_model(run / "model.safetensors")
     assert method.preset.data.name == "points" and method.preset.data.path == str(tmp_path / "pts.npy")
     scale = method.preset.data.scale
     expected = PointUnits.fit(torch.from_numpy(x).float(), scale)
     assert np.allclose(method.units.mean, expected.mean) and np.allclose(method.units.std, expected.std)
-    ebmkit("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.npz",
-           check=True)
-    ebmkit("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.csv",
-           check=True)
-    ebmkit("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.png",
-           check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.npz",
+               check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.csv",
+               check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 300, "--seed", 3, "--out", tmp_path / "s.png",
+               check=True)
     s = np.load(tmp_path / "s.npz")["samples"]
     model_space = method.sample(300, torch.Generator().manual_seed(3))
     assert np.allclose(s, method.units.to_data(model_space).numpy(), rtol=1e-6, atol=1e-4)
@@ -141,8 +141,8 @@ def test_train_on_a_file_then_sample_in_its_units(tmp_path):
     assert abs(np.median(s[:, 0]) - 1000) < 200 and np.median(np.abs(s[:, 0])) > 500
     held_out = tmp_path / "held_out.csv"
     write_points(torch.from_numpy(blob(600, seed=1)).float(), held_out)
-    report = json.loads(ebmkit("eval", "mmd", "--model", run / "model.safetensors", "--ref", held_out, "--json",
-                               check=True).stdout)
+    report = json.loads(in_process("eval", "mmd", "--model", run / "model.safetensors", "--ref", held_out, "--json",
+                                   check=True).stdout)
     assert report["num"] == 300 and report["reference"] == str(held_out) and report["ratio"] > 0
 
 
@@ -152,7 +152,7 @@ def test_a_dimension_the_preset_cannot_take(tmp_path):
     for preset, data, pattern in (("coopflow-points", "p1.npy", "a coupling flow needs points of D >= 2"),
                                   ("cdrl-digits", "p2.npy", "built-in 'digits' set, which reads no files"),
                                   ("cdrl-cifar10", "p2.npy", "is not a directory: it should hold cifar-10-batches-bin")):
-        proc = ebmkit("train", "--preset", preset, "--data", tmp_path / data, "--run-dir", tmp_path / "r", "--quiet")
+        proc = in_process("train", "--preset", preset, "--data", tmp_path / data, "--run-dir", tmp_path / "r", "--quiet")
         assert proc.returncode == 2 and pattern in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not (tmp_path / "r").exists()
 
@@ -164,9 +164,9 @@ def test_any_dimension_trains(tmp_path, preset, extra):
     """A 3-D point file trains every point method (and both point flows); pictures need D = 2, arrays do not."""
     np.save(tmp_path / "p3.npy", blob(600, dim=3))
     run = tmp_path / "run"
-    ebmkit("train", "--preset", preset, "--data", tmp_path / "p3.npy", "--run-dir", run, "--quiet",
-           *set_args(tiny(preset, "train.iterations=6", "data.standardize=true", *extra)), check=True)
-    ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.npz", check=True)
+    in_process("train", "--preset", preset, "--data", tmp_path / "p3.npy", "--run-dir", run, "--quiet",
+               *set_args(tiny(preset, "train.iterations=6", "data.standardize=true", *extra)), check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.npz", check=True)
     assert np.load(tmp_path / "s.npz")["samples"].shape == (20, 3)
-    proc = ebmkit("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.png")
+    proc = in_process("sample", "--model", run / "model.safetensors", "--num", 20, "--out", tmp_path / "s.png")
     assert proc.returncode == 2 and "needs 2-D points, this model draws 3-D ones" in proc.stderr

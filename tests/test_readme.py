@@ -5,14 +5,12 @@ holding tiny models and inputs at the paths README uses."""
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, in_process
 from ebmkit.cli import main
 from ebmkit.data import load_dataset, sample_toy
 from ebmkit.viz import save_images
@@ -61,7 +59,6 @@ def folder(tmp_path_factory, points_model, digits_model, shapes_models, coopflow
 
 
 @pytest.mark.parametrize("args", RUNNABLE, ids=[" ".join(c[:2]) for c in RUNNABLE])
-def test_readme_command_runs(args, folder):
-    proc = subprocess.run([sys.executable, "-m", "ebmkit", *args], cwd=folder, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr
+def test_readme_command_runs(args, folder, monkeypatch):
+    monkeypatch.chdir(folder)
+    in_process(*args, check=True)

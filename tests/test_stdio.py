@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT, ebmkit
+from conftest import ROOT, in_process
 
 
 def pipe(*args, stdin: bytes = b""):
@@ -18,18 +18,18 @@ def pipe(*args, stdin: bytes = b""):
 
 
 def test_points_to_stdout_and_back_in_as_a_reference(points_model, tmp_path):
-    ebmkit("sample", "--model", points_model, "--num", 400, "--seed", 3, "--out", tmp_path / "s.csv", check=True)
+    in_process("sample", "--model", points_model, "--num", 400, "--seed", 3, "--out", tmp_path / "s.csv", check=True)
     streamed = pipe("sample", "--model", points_model, "--num", 400, "--seed", 3, "--out", "-", "--json")
     assert streamed.stdout.decode() == (tmp_path / "s.csv").read_text()          # the same CSV, byte for byte
     assert json.loads(streamed.stderr.decode().splitlines()[-1])["written"] == ["-"]  # the report moved to stderr
     mmd = ["eval", "mmd", "--model", points_model, "--num", 300, "--repeats", 2, "--json"]
-    from_file = json.loads(ebmkit(*mmd, "--ref", tmp_path / "s.csv", check=True).stdout)
+    from_file = json.loads(in_process(*mmd, "--ref", tmp_path / "s.csv", check=True).stdout)
     from_stdin = json.loads(pipe(*mmd, "--ref", "-", stdin=streamed.stdout).stdout)
     assert from_stdin["ratio"] == from_file["ratio"]
 
 
 def test_images_to_stdout_as_npz(digits_model, tmp_path):
-    ebmkit("sample", "--model", digits_model, "--num", 3, "--steps", 1, "--out", tmp_path / "s.npz", check=True)
+    in_process("sample", "--model", digits_model, "--num", 3, "--steps", 1, "--out", tmp_path / "s.npz", check=True)
     streamed = pipe("sample", "--model", digits_model, "--num", 3, "--steps", 1, "--out", "-").stdout
     assert np.array_equal(np.load(io.BytesIO(streamed))["samples"], np.load(tmp_path / "s.npz")["samples"])
 
@@ -39,8 +39,8 @@ def test_scores_piped_into_auroc(digits_model, tmp_path):
     (tmp_path / "in.csv").write_bytes(scores)
     ood = pipe("ood-score", "--model", digits_model, "--data", "shapes:test", "--draws", 1, "--csv").stdout
     (tmp_path / "ood.csv").write_bytes(ood)
-    files = json.loads(ebmkit("eval", "auroc", "--in-scores", tmp_path / "in.csv", "--ood-scores", tmp_path / "ood.csv",
-                              "--json", check=True).stdout)
+    files = json.loads(in_process("eval", "auroc", "--in-scores", tmp_path / "in.csv", "--ood-scores", tmp_path / "ood.csv",
+                                  "--json", check=True).stdout)
     piped = json.loads(pipe("eval", "auroc", "--in-scores", "-", "--ood-scores", tmp_path / "ood.csv", "--json",
                             stdin=scores).stdout)
     assert piped == files

@@ -142,30 +142,31 @@ def test_energy_is_minus_the_log_density_of_the_noised_input(digits_model):
         method.energy(x, 9)
 
 
-def test_no_langevin_is_zero_steps(digits_model, tmp_path):
+def test_no_langevin_is_zero_steps(digits_model, tmp_path, cli):
     for flag in (["--no-langevin"], ["--steps", "0"]):
-        ebmkit("sample", "--model", digits_model, "--num", 4, "--out", tmp_path / f"{flag[0]}.npz", *flag, check=True)
+        cli("sample", "--model", digits_model, "--num", 4, "--out", tmp_path / f"{flag[0]}.npz", *flag, check=True)
     a, b = (np.load(tmp_path / f"{f}.npz")["samples"] for f in ("--no-langevin", "--steps"))
     assert np.array_equal(a, b)
 
 
-def test_guided_sampling_cli(shapes_models, tmp_path):
+def test_guided_sampling_cli(shapes_models, judges, tmp_path, cli, monkeypatch):
     model = shapes_models["cdrl-shapes-cond"]
-    r = json.loads(ebmkit("sample", "--model", model, "--num", 8, "--class", "all", "--guidance", 0.7, "--steps", 1,
-                          "--out", tmp_path / "g.png", "--json", check=True).stdout)
+    monkeypatch.setenv("EBMKIT_CACHE", str(judges))  # the sweep's shape classifier, trained briefly
+    r = json.loads(cli("sample", "--model", model, "--num", 8, "--class", "all", "--guidance", 0.7, "--steps", 1,
+                       "--out", tmp_path / "g.png", "--json", check=True).stdout)
     assert r["classes"] == [0, 1, 2, 3] and r["guidance"] == 0.7
-    r = json.loads(ebmkit("sample", "--model", model, "--num", 3, "--class", "square", "--class", "3", "--steps", 1,
-                          "--out", tmp_path / "g.npz", "--json", check=True).stdout)
+    r = json.loads(cli("sample", "--model", model, "--num", 3, "--class", "square", "--class", "3", "--steps", 1,
+                       "--out", tmp_path / "g.npz", "--json", check=True).stdout)
     assert r["classes"] == [1, 3] and np.load(tmp_path / "g.npz")["samples"].shape == (3, 3, 16, 16)
-    sweep = json.loads(ebmkit("eval", "guidance-sweep", "--model", model, "--weights", "0,1", "--num-per-class", 2,
-                              "--steps", 1, "--out", tmp_path / "sweep.png", "--json", check=True).stdout)
+    sweep = json.loads(cli("eval", "guidance-sweep", "--model", model, "--weights", "0,1", "--num-per-class", 2,
+                           "--steps", 1, "--out", tmp_path / "sweep.png", "--json", check=True).stdout)
     assert [r["guidance"] for r in sweep["rows"]] == [0, 1] and all("accuracy" in r for r in sweep["rows"])
     assert (tmp_path / "sweep.png").is_file()
 
 
-def test_compose_cli(shapes_models, tmp_path):
-    r = json.loads(ebmkit("compose", "--model", shapes_models["cdrl-shapes-compose"], "--attr", "shape=circle",
-                          "--attr", "color=red", "--num", 4, "--out", tmp_path / "c.png", "--json", check=True).stdout)
+def test_compose_cli(shapes_models, tmp_path, cli):
+    r = json.loads(cli("compose", "--model", shapes_models["cdrl-shapes-compose"], "--attr", "shape=circle",
+                       "--attr", "color=red", "--num", 4, "--out", tmp_path / "c.png", "--json", check=True).stdout)
     assert r["attributes"] == {"shape": "circle", "color": "red"} and r["guidance"] == 3.0
 
 
@@ -194,15 +195,16 @@ class RealShapes:
 
 @pytest.fixture(scope="module")
 def judges(tmp_path_factory):
-    """A cache folder holding the three attribute judges of 16-pixel shapes, trained for 2 epochs instead of 30
-    (at full length they cost minutes; the tests below check how the judges are used, not how good they are)."""
+    """A cache folder holding the classifiers of 16-pixel shapes (the class one of the guidance sweep and the three
+    attribute judges of composition), trained for 2 epochs instead of 30 (at full length they cost minutes; the tests
+    here check how they are used, not how good they are)."""
     from ebmkit.metrics import domain
 
     cache = tmp_path_factory.mktemp("judges")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(domain, "EPOCHS", 2)
         mp.setenv("EBMKIT_CACHE", str(cache))
-        for attribute in ("shape", "color", "size"):
+        for attribute in (None, "shape", "color", "size"):
             domain.DomainFeatures("shapes", 16, target=attribute)
     return cache
 
@@ -229,25 +231,25 @@ def test_eval_compose_cli(shapes_models, judges, tmp_path):
     assert all(0 <= r["carried_and_lit_area_in_range"][k] <= r["pairs"][k] for k in r["pairs"])
 
 
-def test_inpaint_and_ood_cli(digits_model, tmp_path):
-    r = json.loads(ebmkit("inpaint", "--model", digits_model, "--image", "digits:test", "--limit", 2, "--box", "0,0,4,8",
-                          "--num", 3, "--steps", 1, "--out", tmp_path / "i.npz", "--json", check=True).stdout)
+def test_inpaint_and_ood_cli(digits_model, tmp_path, cli):
+    r = json.loads(cli("inpaint", "--model", digits_model, "--image", "digits:test", "--limit", 2, "--box", "0,0,4,8",
+                       "--num", 3, "--steps", 1, "--out", tmp_path / "i.npz", "--json", check=True).stdout)
     assert r["observed_fraction"] == 0.5 and np.load(tmp_path / "i.npz")["samples"].shape == (2, 3, 1, 8, 8)
-    csv = ebmkit("ood-score", "--model", digits_model, "--data", "digits:test", "--csv", check=True).stdout.splitlines()
+    csv = cli("ood-score", "--model", digits_model, "--data", "digits:test", "--csv", check=True).stdout.splitlines()
     assert csv[0] == "index,name,score" and csv[1].startswith("0,digits:test#0,") and len(csv) == 298
     folder = tmp_path / "mine, too"
     (folder / "sub").mkdir(parents=True)
     for i, name in enumerate(("b.png", "a.png", "sub/c.png")):
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(folder / name)
-    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--data", folder, "--json", check=True).stdout)
+    r = json.loads(cli("ood-score", "--model", digits_model, "--data", folder, "--json", check=True).stdout)
     assert r["names"] == ["a.png", "b.png", "sub/c.png"] and len(r["scores"]) == 3
-    csv = ebmkit("ood-score", "--model", digits_model, "--data", folder / "a.png", "--csv", check=True).stdout
+    csv = cli("ood-score", "--model", digits_model, "--data", folder / "a.png", "--csv", check=True).stdout
     assert csv.splitlines()[1:] == [f"0,a.png,{float(csv.splitlines()[1].split(',')[2]):.6g}"]
-    quoted = ebmkit("ood-score", "--model", digits_model, "--in-data", folder, "--ood-data", folder / "a.png", "--csv",
-                    check=True).stdout.splitlines()
+    quoted = cli("ood-score", "--model", digits_model, "--in-data", folder, "--ood-data", folder / "a.png", "--csv",
+                 check=True).stdout.splitlines()
     assert quoted[0] == "set,index,name,score" and quoted[1].startswith("in,0,a.png,") and quoted[-1].startswith("out,0,a.png,")
-    r = json.loads(ebmkit("ood-score", "--model", digits_model, "--in-data", "digits:test", "--ood-data", "shapes:test",
-                          "--json", check=True).stdout)
+    r = json.loads(cli("ood-score", "--model", digits_model, "--in-data", "digits:test", "--ood-data", "shapes:test",
+                       "--json", check=True).stdout)
     assert 0 <= r["auroc"] <= 1 and (r["num_in"], r["num_out"]) == (297, 2000)
 
 
@@ -261,8 +263,8 @@ def test_inpaint_and_ood_cli(digits_model, tmp_path):
     (["ood-score", "--model", "{digits}", "--in-data", "digits"], "both --in-data PATH and --ood-data PATH"),
     (["sample", "--model", "{digits}", "--out", "x.png", "--no-langevin", "--steps", "3"], "contradict"),
 ])
-def test_task_errors(args, pattern, digits_model, shapes_models, tmp_path):
+def test_task_errors(args, pattern, digits_model, shapes_models, tmp_path, cli):
     paths = {"digits": digits_model, "cond": shapes_models["cdrl-shapes-cond"], "comp": shapes_models["cdrl-shapes-compose"]}
-    proc = ebmkit(*[a.format(**paths) for a in args])
+    proc = cli(*[a.format(**paths) for a in args])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and pattern in proc.stderr, proc.stderr

@@ -2,8 +2,10 @@
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import torch
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 from ebmkit import checkpoint, presets
 from ebmkit.data.points import PointUnits
@@ -42,8 +44,10 @@ def _stored_shape(value) -> tuple[int, ...]:
 
 def check_shapes(preset, shape: tuple[int, ...], tensors: dict[str, torch.Tensor], source: str) -> None:
     """Every network the preset builds has exactly the stored tensors' names and shapes. Built on the meta
-    device, which allocates nothing: a file's metadata cannot make ebmkit allocate more than its tensors."""
-    with torch.device("meta"):
+    device, which allocates nothing: a file's metadata cannot make ebmkit allocate more than its tensors.
+    Spectral norm's start-up power iterations are skipped there: on meta tensors they compute nothing and cost
+    about a second per command (torch loads its meta decompositions for them)."""
+    with torch.device("meta"), mock.patch.object(_SpectralNorm, "_power_method", lambda *args: None):
         expected = {f"{name}.{k}": tuple(v.shape) for name, module in build_method(preset, shape, "meta").components().items()
                     for k, v in module.state_dict().items()}
     for key, want in expected.items():
