@@ -19,6 +19,21 @@ def logsnr_cosine(t: torch.Tensor, logsnr_max: float, logsnr_min: float) -> torc
     return -2.0 * torch.log(torch.tan(a * t + b))
 
 
+def logsnr_drl(num_levels: int, spacing: int | None = None) -> torch.Tensor:
+    """The (T+1,) log-SNRs of DRL's schedule (Gao et al. 2021; Fig. 5.8's green line; ruiqigao/recovery_likelihood
+    model.py): DDPM's 1,000 linear betas from 1e-4 to 0.02, of which x_t has passed the first idx_t + 1, with
+    idx_t = t * spacing for t < T and idx_T = 999; abar_t^2 = prod_{i <= idx_t} (1 - beta_i). DRL's spacing is
+    1000 // (2 (T - 1)), which puts the first T levels in the lower half of the chain; a fixed spacing with a
+    larger T adds levels in the high-noise region instead (the DRL-T8 row of Table 5.9: spacing 100, T = 8)."""
+    spacing = spacing or 1000 // (2 * (num_levels - 1))
+    if (num_levels - 1) * spacing >= 999:
+        raise ValueError(f"a DRL schedule of {num_levels} levels {spacing} DDPM steps apart runs past DDPM's 1,000 steps")
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    idx = torch.cat([torch.arange(num_levels) * spacing, torch.tensor([999])])
+    abar2 = torch.cumprod(1.0 - betas, 0)[idx]
+    return torch.log(abar2 / (1.0 - abar2))
+
+
 @dataclass(frozen=True)
 class DiffusionLevels:
     """Every per-level quantity of a T-level CDRL diffusion, float64.
@@ -47,14 +62,24 @@ class DiffusionLevels:
 
 
 def cdrl_levels(num_levels: int, logsnr_max: float, logsnr_min: float, step_coef: float,
-                step_rule: str = "eq5.14") -> DiffusionLevels:
-    """The T = num_levels levels on the grid t = k/T with the cosine schedule (sec. 5.4.8.3).
+                step_rule: str = "eq5.14", schedule: str = "cosine", drl_spacing: int | None = None) -> DiffusionLevels:
+    """The T = num_levels levels: the cosine schedule on the grid t = k/T (sec. 5.4.8.3), or with
+    schedule "drl" DRL's (logsnr_drl; logsnr_max / logsnr_min unused).
 
-    step_rule "eq5.14": s_t^2 = c * sbar_t * sigma_{t+1}^2 (images); "sigma": s_t^2 = c * sigma_{t+1}^2,
-    the rule of the authors' 2-D code, with larger steps at the low noise levels.
+    step_rule "eq5.14": s_t^2 = c * sbar_t * sigma_{t+1}^2 (images; DRL's rule too, with c = b^2 / sbar_0);
+    "sigma": s_t^2 = c * sigma_{t+1}^2, the rule of the authors' 2-D code, with larger steps at the low noise levels.
     """
     T = num_levels
-    logsnr = logsnr_cosine(torch.arange(T + 1, dtype=torch.float64) / T, logsnr_max, logsnr_min)
+    if schedule == "drl":
+        logsnr = logsnr_drl(T, drl_spacing)
+    else:
+        logsnr = logsnr_cosine(torch.arange(T + 1, dtype=torch.float64) / T, logsnr_max, logsnr_min)
+    return levels_from_logsnr(logsnr, step_coef, step_rule)
+
+
+def levels_from_logsnr(logsnr: torch.Tensor, step_coef: float, step_rule: str) -> DiffusionLevels:
+    """Every per-level quantity from the (T+1,) log-SNRs of x_0 .. x_T."""
+    T = len(logsnr) - 1
     alpha_bar = torch.sigmoid(logsnr).sqrt()
     sigma_bar = torch.sigmoid(-logsnr).sqrt()
     alpha = alpha_bar[1:] / alpha_bar[:-1]

@@ -8,6 +8,7 @@ import torch
 from conftest import tiny
 from ebmkit.methods import Batch, build_method
 from ebmkit.presets import load_preset
+from ebmkit.schedules import cdrl_levels
 
 TINY = tiny("cdrl-points", "sampler.steps=3")  # K = 3 for the fast-sampling check
 
@@ -148,3 +149,43 @@ def test_initializer_targets(cdrl, monkeypatch):
     loss = cdrl.train_step(batch, dict(cdrl.nets.items()))[0]["init"].item()
     expected = 2 * (cdrl.levels.init_std**2).mean().item()  # levels drawn uniformly, 2 dimensions
     assert loss == pytest.approx(expected, rel=0.1)
+
+
+class Fixed(torch.nn.Module):
+    """An initializer that outputs a given tensor, whatever its input."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, logsnr, label=None):
+        return self.out
+
+
+@pytest.mark.parametrize("level", [0, 2, 4])  # 4: the marginal top level of T = 5
+def test_every_initializer_parameterisation_gives_the_same_mean(cdrl, level):
+    """Table 5.9 items 4, 5: an x_0 or eps prediction becomes y-hat_t = y_scale_t E[x_t | x_0, x_{t+1}]. By hand in
+    float64: x_0 and eps that make y the mean, then each parameterisation must return y."""
+    lv64 = cdrl_levels(5, 9.8, -5.1, 0.054, "sigma")  # the preset's schedule, in float64
+    t = torch.full((3,), level)
+    x_next, y = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    abar, sbar, a, s = lv64.alpha_bar, lv64.sigma_bar, lv64.alpha[level], lv64.sigma[level]
+    c0 = abar[level] * s**2 / sbar[level + 1] ** 2  # posterior mean of x_t given (x_0, x_{t+1}), DDPM's Eq. 7
+    c1 = a * sbar[level] ** 2 / sbar[level + 1] ** 2
+    x0 = (y / lv64.y_scale[level] - c1 * x_next) / c0
+    eps = (x_next - abar[level + 1] * x0) / sbar[level + 1]
+    for predicts, out in (("y", y), ("x0", x0), ("eps", eps)):
+        cdrl.preset.init.predicts = predicts
+        g, _ = cdrl.propose(Fixed(out.float()), x_next.float(), t, None)
+        assert torch.allclose(g.double(), y, rtol=1e-4, atol=1e-4), predicts
+
+
+def test_an_initializer_can_learn_from_the_data(cdrl, monkeypatch):
+    """init_target 'data' (Table 5.9 item 7) regresses g on y_t = y_scale_t x_t: with g = 0 and x_0 ~ N(0, I) in 2-D
+    the loss is E|y_t|^2 = 2 y_scale_t^2 (a VP diffusion keeps E|x_t|^2 = 2)."""
+    monkeypatch.setattr(cdrl, "refine", lambda ebm, y0, *a, **k: y0)
+    nets = {**cdrl.nets, "init": Fixed(torch.zeros(8192, 2))}
+    cdrl.preset.train.init_target = "data"
+    torch.manual_seed(0)
+    loss = cdrl.train_step(Batch(x=torch.randn(8192, 2)), nets)[0]["init"].item()
+    assert loss == pytest.approx(2 * (cdrl.levels.y_scale**2).mean().item(), rel=0.05)

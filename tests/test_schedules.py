@@ -54,3 +54,38 @@ def test_initializer_std_is_true_posterior_std():
     coef = (xt * xt1).mean() / (xt1 * xt1).mean()
     resid_std = (xt - coef * xt1).std()
     assert (lv.init_std[t] / lv.y_scale[t]).item() == pytest.approx(resid_std.item(), rel=5e-3)
+
+
+@pytest.mark.parametrize("num_levels, spacing", [(6, None), (8, 100), (4, None)])
+def test_drl_schedule_is_the_products_of_recovery_likelihoods_steps(num_levels, spacing):
+    """DRL's schedule as ruiqigao/recovery_likelihood's get_sigma_schedule builds it (per-segment products of
+    sqrt(1 - beta), chained), and its step rule (c_t^2 = sbar_t / sbar_0, s_t^2 = c_t^2 b^2 sigma_{t+1}^2) as Eq. 5.14
+    with c = b^2 / sbar_0."""
+    betas = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+    step = spacing or 1000 // ((num_levels - 1) * 2)
+    idx = [t * step for t in range(num_levels)] + [999]
+    bounds = [0] + [i + 1 for i in idx]  # segment t covers betas idx_{t-1} + 1 .. idx_t
+    a_s = [math.prod(math.sqrt(1 - b) for b in betas[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    abar = [math.prod(a_s[: t + 1]) for t in range(num_levels + 1)]
+    b2 = 2e-4
+    lv = cdrl_levels(num_levels, 9.8, -5.1, b2 / math.sqrt(1 - abar[0] ** 2), schedule="drl", drl_spacing=spacing)
+    assert lv.alpha_bar.tolist() == pytest.approx(abar, rel=1e-12)
+    assert lv.alpha.tolist() == pytest.approx(a_s[1:], rel=1e-12)
+    assert abar[0] ** 2 == pytest.approx(1 - 1e-4, rel=1e-12)  # DRL's x_0 has passed one DDPM step
+    sbar = [math.sqrt(1 - a**2) for a in abar]
+    drl_s2 = [sbar[t] / sbar[0] * b2 * (1 - a_s[t + 1] ** 2) for t in range(num_levels)]
+    assert (lv.step_size**2).tolist() == pytest.approx(drl_s2, rel=1e-10)
+    if spacing == 100:  # DRL-T8 (Table 5.9): T = 6's levels, then two more in the high-noise region
+        six = cdrl_levels(6, 9.8, -5.1, 1.0, schedule="drl", drl_spacing=100)
+        assert torch.equal(lv.logsnr[:6], six.logsnr[:6]) and lv.logsnr[6] < six.logsnr[5]
+
+
+def test_drl_schedule_settings_are_checked():
+    from ebmkit.presets import load_preset
+    from ebmkit.errors import EbmkitError
+
+    with pytest.raises(EbmkitError, match="drl_spacing is for schedule 'drl'"):
+        load_preset("cdrl-points", ["diffusion.drl_spacing=100"])
+    with pytest.raises(EbmkitError, match="runs past DDPM's 1,000 steps"):
+        load_preset("cdrl-points", ["diffusion.schedule=drl", "diffusion.num_levels=12", "diffusion.drl_spacing=100"])
+    assert load_preset("cdrl-points", ["diffusion.schedule=drl"]).diffusion.schedule == "drl"

@@ -66,7 +66,7 @@ class CDRL(Method):
         d = preset.diffusion
         s = preset.sampler
         self.levels: DiffusionLevels = cdrl_levels(d.num_levels, d.logsnr_max, d.logsnr_min, s.step_coef,
-                                                   s.step_rule).to(self.device)
+                                                   s.step_rule, d.schedule, d.drl_spacing).to(self.device)
 
     # ------------------------------------------------------------------------------ networks
     def build_networks(self) -> dict[str, nn.Module]:
@@ -152,13 +152,28 @@ class CDRL(Method):
         Eq. 5.12 (its coefficients sum to 1)."""
         logsnr = self.levels.logsnr[t + 1]
         if guide is not None and self.preset.conditioning.init_takes_labels:
-            g = guide.combine(init, x_next, logsnr)
+            g = guide.combine(init, x_next, logsnr)  # affine in the output, so guiding commutes with init_mean
         else:
             g = init(x_next, logsnr, label)
+        g = self.init_mean(g, x_next, t)
         if not self.preset.sampler.init_noise:
             return g, g.detach()
         noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
         return g, g.detach() + per_sample(self.levels.init_std[t], g) * noise
+
+    def init_mean(self, out: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The initializer's output as the mean y-hat_t of Eq. 5.4 (init.predicts): itself, or from a predicted
+        x_0 (or the total noise eps of x_{t+1} = abar_{t+1} x_0 + sbar_{t+1} eps) through the posterior mean
+        E[x_t | x_0, x_{t+1}] = abar_t sigma_{t+1}^2 / sbar_{t+1}^2 x_0 + alpha_{t+1} sbar_t^2 / sbar_{t+1}^2 x_{t+1},
+        times y_scale_t (sec. 5.4.11, items 4 and 5)."""
+        predicts = self.preset.init.predicts
+        if predicts == "y":
+            return out
+        lv, b = self.levels, per_sample
+        x0 = out if predicts == "x0" else (x_next - b(lv.sigma_bar[t + 1], out) * out) / b(lv.alpha_bar[t + 1], out)
+        c0 = lv.alpha_bar[t] * lv.sigma[t] ** 2 / lv.sigma_bar[t + 1] ** 2
+        c1 = lv.alpha[t] * lv.sigma_bar[t] ** 2 / lv.sigma_bar[t + 1] ** 2
+        return b(lv.y_scale[t], out) * (b(c0, out) * x0 + b(c1, out) * x_next)
 
     # ------------------------------------------------------------------------------ Algorithm 4
     def train_step(self, batch: Batch, nets: dict[str, nn.Module], step: int = 0) -> tuple[dict, dict]:
@@ -199,7 +214,7 @@ class CDRL(Method):
             loss_ebm = loss_ebm + self.preset.conditioning.classifier_loss * label_ce
             metrics["label_ce"] = label_ce.detach()
         # Eq. 5.6 without the 1 / (2 sigma-tilde_t^2) factor (the "simple" loss).
-        target = y_tilde if self.preset.train.init_target == "revised" else y_tilde - (y_hat - g.detach())
+        target = {"revised": y_tilde, "displacement": y_tilde - (y_hat - g.detach()), "data": y}[self.preset.train.init_target]
         loss_init = (target - g).pow(2).flatten(1).sum(1).mean()
         return {"ebm": loss_ebm, "init": loss_init}, metrics
 

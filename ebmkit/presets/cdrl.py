@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from ebmkit.presets.base import DataConfig, Loop, PositiveFloat, PositiveInt, PresetBase, Rate, Strict, Unit
+from ebmkit.schedules import logsnr_drl
 
 
 class ResNetEBM(Strict):
@@ -25,7 +26,13 @@ class MLPEBM(Strict):
     spectral_norm: bool = True
 
 
-class UNetInit(Strict):
+class InitBase(Strict):
+    # What the initializer's output is (Table 5.9's ablations): the mean y-hat_t of Eq. 5.4 itself, or the clean
+    # image x_0 or the total noise eps of x_{t+1}, turned into y-hat_t through the posterior mean of x_t.
+    predicts: Literal["y", "x0", "eps"] = "y"
+
+
+class UNetInit(InitBase):
     """Initializer U-Net (sec. 5.4.8.1): half-width DDPM U-Net, attention at 16x16 and 8x8."""
 
     arch: Literal["unet"]
@@ -40,7 +47,7 @@ class UNetInit(Strict):
     norm_eps: PositiveFloat = 1e-5                 # GroupNorm eps; the authors' code: 1e-6
 
 
-class MLPInit(Strict):
+class MLPInit(InitBase):
     arch: Literal["mlp"]
     hidden: PositiveInt = 64
     num_blocks: PositiveInt = 2
@@ -49,14 +56,20 @@ class MLPInit(Strict):
 
 class Diffusion(Strict):
     num_levels: Annotated[int, Field(ge=2)] = 6   # T (sec. 5.4.8.3)
-    logsnr_max: float = 9.8                        # Eq. 5.17
-    logsnr_min: float = -5.1                       # Eq. 5.18
+    schedule: Literal["cosine", "drl"] = "cosine"  # Eq. 5.17 / 5.18, or DRL's (Fig. 5.8; Table 5.9's DRL-T8 row)
+    logsnr_max: float = 9.8                        # Eq. 5.17 (cosine)
+    logsnr_min: float = -5.1                       # Eq. 5.18 (cosine)
+    drl_spacing: PositiveInt | None = None         # DRL: DDPM steps between levels; unset: DRL's 1000 // (2 (T - 1))
     variance_reduction: bool = True                # Eq. 5.7
 
     @model_validator(mode="after")
     def _ordered(self):
         if not self.logsnr_min < self.logsnr_max:
             raise ValueError("logsnr_min must be below logsnr_max")
+        if self.schedule == "cosine" and self.drl_spacing is not None:
+            raise ValueError("drl_spacing is for schedule 'drl'")
+        if self.schedule == "drl":
+            logsnr_drl(self.num_levels, self.drl_spacing)  # raises where the levels do not fit
         return self
 
 
@@ -77,8 +90,9 @@ class CDRLTrain(Loop):
     warmup: Annotated[int, Field(ge=0)] = 10_000   # Eq. 5.13
     init_warmup_lead: Annotated[int, Field(ge=0)] = 500   # the initializer starts 500 iterations earlier
     # Regression target of the initializer: "revised" = y-tilde (Eq. 5.6); "displacement" = y-tilde minus
-    # the proposal noise (authors' code): same expectation, lower variance.
-    init_target: Literal["revised", "displacement"] = "revised"
+    # the proposal noise (authors' code): same expectation, lower variance; "data" = y_t itself (Table 5.9's
+    # ablation "an initializer that learns from y_t", item 7 of sec. 5.4.11).
+    init_target: Literal["revised", "displacement", "data"] = "revised"
     betas: tuple[Unit, Unit] = (0.9, 0.999)
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     ema: Unit = 0.9999                             # Table 5.7
