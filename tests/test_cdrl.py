@@ -189,3 +189,28 @@ def test_an_initializer_can_learn_from_the_data(cdrl, monkeypatch):
     torch.manual_seed(0)
     loss = cdrl.train_step(Batch(x=torch.randn(8192, 2)), nets)[0]["init"].item()
     assert loss == pytest.approx(2 * (cdrl.levels.y_scale**2).mean().item(), rel=0.05)
+
+
+@pytest.mark.parametrize("level", [0, 4])
+def test_drl_levels_are_eq_5_3_from_the_noisier_sample(level):
+    """Without an initializer (DRL, Table 5.9's first row) a level starts Langevin at y = x_{t+1}, where the
+    recovery term's gradient vanishes: one step is y = x + s^2 / 2 grad(f_hat) / s^2 + s eps, and x_t = y / y_scale_t."""
+    drl = build_method(load_preset("cdrl-points", TINY + ['init={arch="none"}']), (2,))
+    assert set(drl.nets) == {"ebm"} and set(drl.optim_specs()) == {"ebm"}
+    x = torch.randn(3, 2)
+    out = drl._level(x, nets={"ebm": Quadratic()}, level=level, steps=1, scale=1.0,
+                     generator=torch.Generator().manual_seed(1), guidance=None)
+    s = drl.levels.step_size[level]
+    eps = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    by_hand = x + s**2 / 2 * (-2 * 0.3 * (x - 0.5) / s**2) + s * eps
+    assert torch.allclose(out, by_hand / drl.levels.y_scale[level], atol=1e-6)
+
+
+def test_drl_trains_and_samples_with_its_ebm_alone(tmp_path):
+    from ebmkit.methods import load_model
+    from ebmkit.training import train
+
+    train(load_preset("cdrl-points", TINY + ['init={arch="none"}', "train.iterations=3"]), tmp_path / "r", quiet=True)
+    model, _ = load_model(tmp_path / "r" / "model.safetensors")
+    assert set(model.components()) == {"ebm", "ebm_ema"}
+    assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 2)

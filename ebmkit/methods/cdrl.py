@@ -82,17 +82,19 @@ class CDRL(Method):
             init = UNet(shape[0], shape[-1], i.base_channels, i.channel_mult, i.num_res_blocks,
                         i.attn_resolutions, i.dropout, i.temb_dim, i.num_heads, num_classes=init_labels,
                         resample=i.resample, norm_eps=i.norm_eps)
-        else:
+        elif i.arch == "mlp":
             init = InitMLP(shape[0], i.hidden, i.num_blocks, i.temb_dim, init_labels)
+        else:  # DRL: no initializer
+            return {"ebm": ebm}
         return {"ebm": ebm, "init": init}
 
     def optim_specs(self) -> dict[str, OptimSpec]:
         t = self.preset.train  # sec. 5.4.8.2 and Eq. 5.13; AdamW with weight decay 0 for the initializer
-        return {
-            "ebm": OptimSpec(t.lr, t.betas, t.weight_decay, t.warmup, 0, t.grad_clip),
-            "init": OptimSpec(t.init_lr, t.betas, t.weight_decay, t.warmup, t.init_warmup_lead, t.grad_clip,
-                              decoupled=True),
-        }
+        specs = {"ebm": OptimSpec(t.lr, t.betas, t.weight_decay, t.warmup, 0, t.grad_clip)}
+        if "init" in self.nets:
+            specs["init"] = OptimSpec(t.init_lr, t.betas, t.weight_decay, t.warmup, t.init_warmup_lead, t.grad_clip,
+                                      decoupled=True)
+        return specs
 
     # ------------------------------------------------------------------------------ pieces
     def _labels(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -144,12 +146,14 @@ class CDRL(Method):
         bound = lv.y_scale[t] * (lv.alpha_bar[t] + k * lv.sigma_bar[t])  # (B,)
         return lambda y, step: y.clamp(-per_sample(bound, y), per_sample(bound, y))
 
-    def propose(self, init: nn.Module, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
+    def propose(self, init: nn.Module | None, x_next: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None,
                 generator: torch.Generator | None = None, guide: "Guide | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 5.4: mean g_phi(x_{t+1}; t) and a draw of N(g, sigma-tilde_t^2 I) in y-space; with a
         conditional initializer and `guide`, the guided mean of Eq. 5.10; with M > 1 attribute labels the
         same combination of means, which is the mean of the Gaussian product of experts in the manner of
-        Eq. 5.12 (its coefficients sum to 1)."""
+        Eq. 5.12 (its coefficients sum to 1). Without an initializer (DRL) the chain starts at x_{t+1} itself."""
+        if init is None:
+            return x_next, x_next
         logsnr = self.levels.logsnr[t + 1]
         if guide is not None and self.preset.conditioning.init_takes_labels:
             g = guide.combine(init, x_next, logsnr)  # affine in the output, so guiding commutes with init_mean
@@ -190,7 +194,7 @@ class CDRL(Method):
             x_next = b(lv.alpha[t], x0) * x_t + b(lv.sigma[t], x0) * torch.randn_like(x0)
         y = b(lv.y_scale[t], x0) * x_t  # y_t = alpha_{t+1} x_t; x_{T-1} itself at the top level
 
-        g, y_hat = self.propose(nets["init"], x_next, t, init_label)          # Eq. 5.4
+        g, y_hat = self.propose(nets["init"] if "init" in nets else None, x_next, t, init_label)  # Eq. 5.4
         self.nets["ebm"].eval()  # no spectral-norm power iterations while sampling
         y_tilde = self.refine(self.nets["ebm"], y_hat, x_next, t, label, self.preset.sampler.steps)  # Eq. 5.3
         self.nets["ebm"].train()
@@ -213,6 +217,8 @@ class CDRL(Method):
             label_ce = F.cross_entropy(logits, truth)
             loss_ebm = loss_ebm + self.preset.conditioning.classifier_loss * label_ce
             metrics["label_ce"] = label_ce.detach()
+        if "init" not in nets:
+            return {"ebm": loss_ebm}, metrics
         # Eq. 5.6 without the 1 / (2 sigma-tilde_t^2) factor (the "simple" loss).
         target = {"revised": y_tilde, "displacement": y_tilde - (y_hat - g.detach()), "data": y}[self.preset.train.init_target]
         loss_init = (target - g).pow(2).flatten(1).sum(1).mean()
@@ -285,7 +291,7 @@ class CDRL(Method):
         arguments, so it can be captured in a CUDA graph."""
         t = torch.full((len(x),), level, device=self.device)
         guide = None if guidance is None else Guide(list(labels), guidance, len(x), self.device)
-        _, y = self.propose(nets["init"], x, t, None, generator, guide)           # Eq. 5.4
+        _, y = self.propose(nets["init"] if "init" in nets else None, x, t, None, generator, guide)  # Eq. 5.4
         if y_observed is not None:
             y = keep_observed(*y_observed, y)
         if steps > 0:

@@ -73,6 +73,14 @@ class Diffusion(Strict):
         return self
 
 
+class NoInit(Strict):
+    """No initializer: Langevin starts at y_t = x_{t+1} (x_T itself at the top level), as in DRL (Gao et al. 2021),
+    the baseline of Table 5.9, and is the only thing that learns ("without cooperative training")."""
+
+    arch: Literal["none"]
+    predicts: Literal["y"] = "y"
+
+
 class CDRLSampler(Strict):
     steps: Annotated[int, Field(ge=0)] = 15        # K Langevin steps per level (sec. 5.4.8.2)
     step_coef: PositiveFloat = 0.054               # Eq. 5.14
@@ -104,7 +112,7 @@ class CDRLPreset(PresetBase):
     method: Literal["cdrl"]
     data: DataConfig
     ebm: Annotated[ResNetEBM | MLPEBM, Field(discriminator="arch")]
-    init: Annotated[UNetInit | MLPInit, Field(discriminator="arch")]
+    init: Annotated[UNetInit | MLPInit | NoInit, Field(discriminator="arch")]
     diffusion: Diffusion = Diffusion()
     sampler: CDRLSampler = CDRLSampler()
     train: CDRLTrain
