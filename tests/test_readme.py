@@ -47,11 +47,13 @@ def folder(tmp_path_factory, points_model, digits_model, shapes_models, coopflow
                         "runs/cdrl-shapes-cond/model.safetensors": shapes_models["cdrl-shapes-cond"],
                         "runs/cdrl-shapes-compose/model.safetensors": shapes_models["cdrl-shapes-compose"],
                         "runs/coopflow-digits/model.safetensors": coopflow_digits, "cf.safetensors": coopflow_digits,
-                        "runs/nerf-lebm-scenes/model.safetensors": nerf_model}.items():
+                        "runs/nerf-lebm-scenes/model.safetensors": nerf_model, "nerf.safetensors": nerf_model}.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(model, root / path)
     digits = load_dataset("digits", split="test").x[:2].float() / 127.5 - 1
     save_images(digits, root / "digits")  # a folder named like the built-in set: eval fid still uses the set
+    for folder in ("cifar10_test", "svhn_test"):  # image folders of "Use the paper's models"
+        save_images(digits, root / folder)
     for name, i in (("x.png", 0), ("y.png", 1)):
         shutil.copy(root / "digits" / f"{i:06d}.png", root / name)
     np.save(root / "held_out.npy", sample_toy("checkerboard", 2000, torch.Generator().manual_seed(1)).numpy())

@@ -21,10 +21,13 @@ the likelihood, and a flip head learns to predict it (`choose_ends`).
 Posterior chains update z_s and z_a jointly, as the authors' code does (the thesis alternates Eq. 3.14
 and 3.15; for small steps the two agree). Images live in [0, 1], as in the thesis; the likelihood sums
 over the sampled rays and colour channels of the observed pixels only (sec. 3.5.7). Training renders a
-random subset of rays per image (the authors' N_rand), `render.rays_per_image` of them.
+random subset of rays per image (the authors' N_rand), `render.rays_per_image` of them. With
+render.importance_samples the generator has a fine network (NeRF's hierarchical sampling, the authors' amortized
+Carla code): the likelihood scores both passes, as their loss does, and pictures show `render.image_pass`.
 """
 
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,10 +40,12 @@ from ebmkit.langevin import langevin
 from ebmkit.methods.base import Batch, Method, OptimSpec
 from ebmkit.nerf import vmf
 from ebmkit.nerf.camera import canonical_pose, pose_rays
-from ebmkit.nerf.render import ray_subset, render_rays
+from ebmkit.nerf.render import Rendered, ray_subset, render_fine, render_rays
 from ebmkit.nets.coopflow_ebm import SwishMLP
 from ebmkit.nets.nerf import ConditionalNeRF, FiLMNeRF
-from ebmkit.nets.nerf_encoder import Encoder, GaussianHeads
+from ebmkit.nets.film_siren import FiLMSiren
+from ebmkit.nets.nerf_encoder import Encoder, GaussianHeads, LinearGaussianHeads
+from ebmkit.nets.posenet import PoseNetEncoder, PoseNetHeads
 
 TABLE_3_1_LAYERS = {"small": 2, "large": 4}  # Linear + swish layers before the scalar output
 
@@ -73,16 +78,24 @@ class NeRFLEBM(Method):
         p, lat = self.preset, self.preset.latents
         g = p.generator
         if g.arch == "nerf":
-            gen = ConditionalNeRF(lat.dim, g.width, g.depth, g.skip, g.freqs_xyz, g.freqs_dir, g.map_hidden, g.map_out)
+            gen = ConditionalNeRF(lat.dim, g.width, g.depth, g.skip, g.freqs_xyz, g.freqs_dir, g.map_hidden, g.map_out,
+                                  fine=p.render.importance_samples > 0)
         else:
-            gen = FiLMNeRF(lat.dim, g.width, g.depth, g.map_hidden)
+            gen = (FiLMNeRF if g.arch == "film" else FiLMSiren)(lat.dim, g.width, g.depth, g.map_hidden)
         nets = {"gen": gen}
         for name, prior in (("prior_s", lat.shape), ("prior_a", lat.appearance)):
             if prior.kind == "ebm":
                 nets[name] = SwishMLP(lat.dim, prior.hidden, TABLE_3_1_LAYERS[prior.size])
         if p.inference.kind == "amortized":
-            nets["encoder"] = Encoder(poses=p.inference.poses == "unknown", ends=p.inference.choose_ends)
-            nets["heads"] = GaussianHeads(lat.dim)
+            inf = p.inference
+            imagenet = inf.encoder_input == "imagenet"
+            if inf.heads == "posenet":  # the authors' unknown-pose layout
+                nets["encoder"] = PoseNetEncoder(inf.encoder_width, imagenet)
+            else:
+                nets["encoder"] = Encoder(inf.poses == "unknown", inf.choose_ends, inf.encoder_width,
+                                          classifier=inf.heads == "linear", imagenet=imagenet)
+            heads = {"mlp": GaussianHeads, "linear": LinearGaussianHeads, "posenet": PoseNetHeads}[inf.heads]
+            nets["heads"] = heads(lat.dim, nets["encoder"].dim)
         if p.inference.kind == "persistent":
             if p.data.num_objects is None:
                 raise EbmkitError("inference.kind = 'persistent' keeps one chain per object: set data.num_objects")
@@ -126,16 +139,17 @@ class NeRFLEBM(Method):
         return Batch(x=x, poses=poses, masks=masks, objects=objects.to(self.device))
 
     # ------------------------------------------------------------------------------ the generator G
-    def render(self, gen: nn.Module, z: torch.Tensor, poses: torch.Tensor, pixels: torch.Tensor | None = None,
-               stratified: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """G(z_a, z_s, xi) at some pixels: z (B, 2, dim) as (z_s, z_a), poses (B, V, 2) as (elevation, azimuth),
-        pixels (B, V, R) flat indices or None for every pixel; `generator` draws stratified depths.
-        -> rgb (B, V, R, 3), depth (B, V, R)."""
+    def render_passes(self, gen: nn.Module, z: torch.Tensor, poses: torch.Tensor, pixels: torch.Tensor | None = None,
+                      stratified: bool = False, generator: torch.Generator | None = None,
+                      fine: bool = True) -> list[Rendered]:
+        """G(z_a, z_s, xi) at some pixels, Eq. 3.1: z (B, 2, dim) as (z_s, z_a), poses (B, V, 2) as (elevation,
+        azimuth), pixels (B, V, R) flat indices or None for every pixel; `generator` draws stratified depths.
+        -> the coarse render and, with render.importance_samples and `fine`, the fine one, of rays (B, V, R)."""
         b, v = poses.shape[:2]
         size = self.shape[-1]
         cam = self.preset.render
         origins, dirs = pose_rays(poses[..., 0].flatten(), poses[..., 1].flatten(), size, cam.fov_deg, cam.radius,
-                                  unit=cam.quadrature != "nerf", centres=cam.pixel_centres)
+                                  unit=cam.quadrature != "nerf", centres=cam.pixel_centres, up=cam.camera_up)
         dirs = dirs.flatten(1, 2)                                                          # (BV, S^2, 3)
         if pixels is not None:
             dirs = dirs.gather(1, pixels.flatten(0, 1)[..., None].expand(-1, -1, 3))
@@ -143,25 +157,37 @@ class NeRFLEBM(Method):
         origins = origins.view(b, v, 1, 3).expand(b, v, r, 3).reshape(b, v * r, 3)
         dirs = dirs.reshape(b, v * r, 3)
 
-        def field(points, view_dirs):  # (B, VR, N, 3) -> sigma (B, VR, N), rgb (B, VR, N, 3)
+        def field(points, view_dirs, **fine):  # (B, VR, N, 3) -> sigma (B, VR, N), rgb (B, VR, N, 3)
             n = points.shape[2]
-            sigma, rgb = gen(points.flatten(1, 2), view_dirs.flatten(1, 2), z[:, 0], z[:, 1])
+            sigma, rgb = gen(points.flatten(1, 2), view_dirs.flatten(1, 2), z[:, 0], z[:, 1], **fine)
             return sigma.view(b, v * r, n), rgb.view(b, v * r, n, 3)
 
-        out = render_rays(field, origins, dirs, cam.num_samples, cam.near, cam.far, stratified=stratified,
-                          generator=generator, background=float(cam.white_background),
-                          quadrature=cam.quadrature)
-        return out.rgb.view(b, v, r, 3), out.depth.view(b, v, r)
+        look = dict(stratified=stratified, generator=generator, background=float(cam.white_background),
+                    quadrature=cam.quadrature)
+        passes = [render_rays(field, origins, dirs, cam.num_samples, cam.near, cam.far, **look)]
+        if cam.importance_samples and fine:
+            passes.append(render_fine(partial(field, fine=True), origins, dirs, passes[0], cam.importance_samples,
+                                      cam.far, **look))
+        return [Rendered(*(x.view(b, v, r, *x.shape[2:]) for x in out)) for out in passes]
+
+    def render(self, gen: nn.Module, z: torch.Tensor, poses: torch.Tensor, pixels: torch.Tensor | None = None,
+               stratified: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The picture of render_passes (render.image_pass: the fine pass if any, or the coarse one): rgb (B, V, R, 3),
+        depth (B, V, R)."""
+        shown = self.render_passes(gen, z, poses, pixels, stratified, generator,
+                                   fine=self.preset.render.image_pass == "fine")[-1]
+        return shown.rgb, shown.depth
 
     def log_likelihood(self, gen: nn.Module, z: torch.Tensor, batch: Batch, pixels: torch.Tensor,
                        poses: torch.Tensor | None = None, generator: torch.Generator | None = None,
                        per_view: bool = False) -> torch.Tensor:
         """(B,) log p_theta(I | z, xi) up to a constant: -||I - G||^2 / (2 sigma_eps^2) over the sampled
-        rays of the observed pixels (Eq. 3.3; sec. 3.5.7 for masks); (B, V), each view's, with per_view."""
-        rgb, _ = self.render(gen, z, batch.poses if poses is None else poses, pixels, stratified=True,
-                             generator=generator)
+        rays of the observed pixels (Eq. 3.3; sec. 3.5.7 for masks), summed over the render passes (render_passes);
+        (B, V), each view's, with per_view."""
+        passes = self.render_passes(gen, z, batch.poses if poses is None else poses, pixels, stratified=True,
+                                    generator=generator)
         target = pick(batch.x, pixels)                                                     # (B, V, R, 3)
-        sq = (target - rgb).pow(2)
+        sq = sum((target - out.rgb).pow(2) for out in passes)                              # NeRF's loss: every pass
         if batch.masks is not None:
             sq = sq * pick(batch.masks, pixels)
         inf = self.preset.inference
@@ -364,7 +390,8 @@ class NeRFLEBM(Method):
         """(N, 2) camera poses (elevation, azimuth) in radians of images (N, 3, S, S) in [0, 1]: the mean
         directions of the EMA encoder's vMF posteriors (models trained with inference.poses = "unknown"),
         turned half round where the flip head says so (inference.choose_ends), named canonically
-        (`canonical_pose`: the encoder may place a camera past the pole)."""
+        (`canonical_pose`: the encoder may place a camera past the pole), except with render.camera_up "orbit",
+        where the other name would turn the image upside down."""
         encoder = self.ema["encoder"] if "encoder" in self.ema else None
         if encoder is None or encoder.pose is None:
             raise EbmkitError("this model was trained with known camera poses: it has no pose posterior "
@@ -376,7 +403,10 @@ class NeRFLEBM(Method):
             if flip_logit is not None:
                 pose[:, 1] += math.pi * (flip_logit > 0)
             out.append(pose.cpu())
-        return torch.stack(canonical_pose(*torch.cat(out).unbind(1)), 1)
+        poses = torch.cat(out)
+        if self.preset.render.camera_up == "orbit":
+            return poses
+        return torch.stack(canonical_pose(*poses.unbind(1)), 1)
 
     # ------------------------------------------------------------------------------ sampling
     def random_poses(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:

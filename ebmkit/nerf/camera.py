@@ -48,12 +48,18 @@ def look_at(position: torch.Tensor) -> torch.Tensor:
 
 
 def pose_rays(elevation: torch.Tensor, azimuth: torch.Tensor, size: int, fov_deg: float = FOV_DEG,
-              radius: float = RADIUS, unit: bool = True, centres: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+              radius: float = RADIUS, unit: bool = True, centres: bool = True,
+              up: str = "world") -> tuple[torch.Tensor, torch.Tensor]:
     """Rays of S x S images from poses (B,): origins (B, 3) and unit directions (B, S, S, 3); with unit=False
     the directions have one unit along the optical axis (the authors' get_rays; render quadrature "nerf");
-    with centres=False the rays pass through the pixels' top-left corners (the authors' get_rays)."""
+    with centres=False the rays pass through the pixels' top-left corners (the authors' get_rays).
+    up "orbit": the camera's up is d position / d elevation, so past a pole (cos el < 0) the camera is upside
+    down where look_at keeps the world's z up (the authors' pose matrices, built by rotations of the angles)."""
     origin = camera_position(elevation, azimuth, radius)
     rot = look_at(origin)                                                             # (B, 3, 3)
+    if up == "orbit":
+        flip = torch.where(elevation.cos() < 0, -1.0, 1.0).to(rot.dtype)[:, None, None]
+        rot = torch.cat([rot[..., :2] * flip, rot[..., 2:]], -1)                      # right, up turned half round
     half = math.tan(math.radians(fov_deg) / 2)
     offset = 0.5 if centres else 0.0
     t = (2 * (torch.arange(size, dtype=origin.dtype, device=origin.device) + offset) / size - 1) * half  # (S,)

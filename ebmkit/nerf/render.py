@@ -21,6 +21,10 @@ the midpoints m, the first and last intervals halved); the direction d is not no
 and delta_i = (t_{i+1} - t_i) |d|, delta_N = 1e10 |d| (the last sample is opaque: no background shows unless the
 density there is 0); the field sees d / |d|. With the camera's unnormalised directions (one unit along the
 optical axis) t is the depth along that axis, as in the authors' get_rays.
+
+Hierarchical sampling (NeRF's, in the authors' amortized Carla code; not in the thesis): `render_fine` renders a
+second (fine) field at the coarse depths together with `num` more, drawn by inverse transform sampling from the
+coarse render's weights (`importance_depths`).
 """
 
 from typing import Callable, Literal, NamedTuple
@@ -40,6 +44,7 @@ class Rendered(NamedTuple):
     opacity: torch.Tensor  # (...) accumulated opacity 1 - T_{N+1} = sum_i w_i
     depth: torch.Tensor    # (...) expected termination depth, background at `far`
     weights: torch.Tensor  # (..., N) w_i = T_i (1 - exp(-sigma_i delta_i))
+    t: torch.Tensor        # (..., N) the sample depths
 
 
 def sample_depths(shape: tuple[int, ...], num_samples: int, near: float = NEAR, far: float = FAR,
@@ -84,7 +89,7 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, far: floa
     opacity = -torch.expm1(-tau.sum(-1))                                                  # (...) 1 - T_{N+1}
     colour = (weights[..., None] * rgb).sum(-2) + (1 - opacity[..., None]) * background   # (..., 3)
     depth = (weights * t).sum(-1) + (1 - opacity) * far                                   # (...)
-    return Rendered(colour, opacity, depth, weights)
+    return Rendered(colour, opacity, depth, weights, t)
 
 
 def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor, num_samples: int,
@@ -101,11 +106,50 @@ def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor, n
     origins, directions = torch.broadcast_tensors(origins, directions)                   # (..., R, 3)
     t = sample_depths(directions.shape[:-1], num_samples, near, far, stratified, generator,
                       directions.dtype, directions.device, quadrature)                    # (..., R, N)
+    return _render_at(field, origins, directions, t, far, background, quadrature, chunk)
+
+
+def importance_depths(t: torch.Tensor, weights: torch.Tensor, num: int, stratified: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """(..., num) depths drawn from the coarse render's weights (..., N) at depths t (..., N) (NeRF's sample_pdf):
+    a piecewise-constant density whose bins run between the midpoints of t, with the interior weights w_2 .. w_{N-1}
+    (each plus 1e-5, nerf-pytorch's guard for empty rays) as masses, inverted at quantiles u: `num` evenly spaced
+    in [0, 1] (evaluation) or uniform draws (`stratified`)."""
+    edges = 0.5 * (t[..., 1:] + t[..., :-1])                                              # (..., N - 1)
+    mass = weights[..., 1:-1] + 1e-5                                                      # (..., N - 2)
+    cdf = torch.cat([torch.zeros_like(mass[..., :1]), (mass / mass.sum(-1, keepdim=True)).cumsum(-1)], -1)
+    shape = (*t.shape[:-1], num)
+    if stratified:
+        u = torch.rand(shape, generator=generator, dtype=t.dtype, device=t.device)
+    else:
+        u = torch.linspace(0.0, 1.0, num, dtype=t.dtype, device=t.device).expand(shape).contiguous()
+    above = torch.searchsorted(cdf, u, right=True)                                       # first cdf entry > u
+    below, above = (above - 1).clamp(min=0), above.clamp(max=cdf.shape[-1] - 1)
+    c0, c1 = cdf.gather(-1, below), cdf.gather(-1, above)
+    span = torch.where(c1 - c0 < 1e-5, torch.ones_like(c0), c1 - c0)
+    return edges.gather(-1, below) + (u - c0) / span * (edges.gather(-1, above) - edges.gather(-1, below))
+
+
+def render_fine(field: Field, origins: torch.Tensor, directions: torch.Tensor, coarse: Rendered, num: int,
+                far: float = FAR, stratified: bool = False, generator: torch.Generator | None = None,
+                chunk: int | None = None, background: float | torch.Tensor = 0.0,
+                quadrature: Quadrature = "bins") -> Rendered:
+    """The fine pass of hierarchical sampling: `field` rendered at the sorted union of the coarse depths and `num`
+    importance depths (`importance_depths`, no gradient through them); the rest as render_rays."""
+    origins, directions = torch.broadcast_tensors(origins, directions)
+    extra = importance_depths(coarse.t, coarse.weights.detach(), num, stratified, generator)
+    t = torch.sort(torch.cat([coarse.t, extra], -1), -1).values                            # (..., R, N + num)
+    return _render_at(field, origins, directions, t, far, background, quadrature, chunk)
+
+
+def _render_at(field: Field, origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor, far: float,
+               background: float | torch.Tensor, quadrature: Quadrature, chunk: int | None) -> Rendered:
+    """Rays (..., R) rendered at depths t (..., R, N), `chunk` rays at a time."""
     step = chunk or directions.shape[-2]
     pieces = [_render_piece(field, origins[..., s:s + step, :], directions[..., s:s + step, :], t[..., s:s + step, :],
                             far, background, quadrature) for s in range(0, directions.shape[-2], step)]
-    # rgb (..., r, 3) and weights (..., r, N) join along dim -2, opacity and depth (..., r) along dim -1
-    return Rendered(*(torch.cat(parts, dim) for parts, dim in zip(zip(*pieces), (-2, -1, -1, -2))))
+    # rgb (..., r, 3), weights and t (..., r, N) join along dim -2, opacity and depth (..., r) along dim -1
+    return Rendered(*(torch.cat(parts, dim) for parts, dim in zip(zip(*pieces), (-2, -1, -1, -2, -2))))
 
 
 def _render_piece(field: Field, o: torch.Tensor, d: torch.Tensor, t: torch.Tensor, far: float,

@@ -4,7 +4,9 @@ ConditionalNeRF is Fig. 3.1 (known camera poses; implementation notes): each lat
 applied to 30 * normalize(z); the trunk g^1 reads the positional encoding of x with the mapped z_s
 (8 ReLU layers of width 256, the input joined again after layer 4); the density head g^3 is a softplus;
 the colour branch g^2 reads the trunk features, the encoding of the view direction and the mapped z_a,
-and ends in 0.5 (tanh + 1), so colours lie in [0, 1].
+and ends in 0.5 (tanh + 1), so colours lie in [0, 1]. With `fine`, a second trunk and heads of the same shape
+(`fine.*`) read the same mapped latents: NeRF's fine network for hierarchical sampling (the authors' amortized
+Carla code; not in the thesis), which the renderer queries at importance-sampled depths.
 
 FiLMNeRF is Fig. 3.2 (unknown poses, pi-GAN style): sine layers whose frequencies and phases are set by
 FiLM from the mapped z_s (trunk) and z_a (colour head).
@@ -41,37 +43,56 @@ class MappingNetwork(nn.Module):
         return self.net(LATENT_SCALE * F.normalize(z, dim=-1))
 
 
-class ConditionalNeRF(nn.Module):
-    """Fig. 3.1. width/depth/skip: the trunk (256/8/4 in the paper); freqs_xyz/freqs_dir: positional
-    encodings (10/4); z_dim: latent size (128); map_hidden, map_out: the mapping MLPs (256, 128)."""
+class NeRFField(nn.Module):
+    """g^1 (trunk of `depth` ReLU layers of `width`, the input joined again at layer `skip`), g^3 (softplus density)
+    and g^2 (colour from the trunk's features and the view input, 0.5 (tanh + 1)) on encoded inputs."""
 
-    def __init__(self, z_dim: int = 128, width: int = 256, depth: int = 8, skip: int = 4, freqs_xyz: int = 10,
-                 freqs_dir: int = 4, map_hidden: int = 256, map_out: int = 128):
+    def __init__(self, d_in: int, d_view: int, width: int, depth: int, skip: int):
         super().__init__()
-        self.freqs_xyz, self.freqs_dir, self.skip = freqs_xyz, freqs_dir, skip
-        self.map_shape = MappingNetwork(z_dim, map_hidden, map_out)
-        self.map_app = MappingNetwork(z_dim, map_hidden, map_out)
-        d_in = 3 * (1 + 2 * freqs_xyz) + map_out
+        self.add_layers(d_in, d_view, width, depth, skip)
+
+    def add_layers(self, d_in: int, d_view: int, width: int, depth: int, skip: int) -> None:
+        self.skip = skip
         self.trunk = nn.ModuleList(
             nn.Linear(d_in if i == 0 else width + (d_in if i == skip else 0), width) for i in range(depth))
         self.sigma = nn.Linear(width, 1)
         self.feature = nn.Linear(width, width)
-        self.colour = nn.Sequential(nn.Linear(width + 3 * (1 + 2 * freqs_dir) + map_out, width // 2), nn.ReLU(),
-                                    nn.Linear(width // 2, 3))
+        self.colour = nn.Sequential(nn.Linear(width + d_view, width // 2), nn.ReLU(), nn.Linear(width // 2, 3))
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor, z_shape: torch.Tensor,
-                z_app: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = x.shape[1]
-        s = self.map_shape(z_shape)[:, None].expand(-1, p, -1)                           # (B, P, map_out)
-        a = self.map_app(z_app)[:, None].expand(-1, p, -1)
-        inp = torch.cat([positional_encoding(x, self.freqs_xyz), s], -1)                 # g^1 input
+    def field(self, inp: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inp (B, P, d_in): encoded x and mapped z_s; view (B, P, d_view): encoded d and mapped z_a."""
         h = inp
         for i, layer in enumerate(self.trunk):
             h = F.relu(layer(torch.cat([h, inp], -1) if i == self.skip and i > 0 else h))
         sigma = F.softplus(self.sigma(h)).squeeze(-1)                                    # g^3, (B, P)
-        c_in = torch.cat([self.feature(h), positional_encoding(d, self.freqs_dir), a], -1)
-        rgb = 0.5 * (torch.tanh(self.colour(c_in)) + 1)                                  # g^2, (B, P, 3)
+        rgb = 0.5 * (torch.tanh(self.colour(torch.cat([self.feature(h), view], -1))) + 1)  # g^2, (B, P, 3)
         return sigma, rgb
+
+
+class ConditionalNeRF(NeRFField):
+    """Fig. 3.1. width/depth/skip: the trunk (256/8/4 in the paper); freqs_xyz/freqs_dir: positional
+    encodings (10/4); z_dim: latent size (128); map_hidden, map_out: the mapping MLPs (256, 128); fine: add a
+    fine network of the same shape (module docstring)."""
+
+    def __init__(self, z_dim: int = 128, width: int = 256, depth: int = 8, skip: int = 4, freqs_xyz: int = 10,
+                 freqs_dir: int = 4, map_hidden: int = 256, map_out: int = 128, fine: bool = False):
+        nn.Module.__init__(self)  # the mapping MLPs first: a seed initialises the coarse network as it always has
+        self.freqs_xyz, self.freqs_dir = freqs_xyz, freqs_dir
+        self.map_shape = MappingNetwork(z_dim, map_hidden, map_out)
+        self.map_app = MappingNetwork(z_dim, map_hidden, map_out)
+        d_in, d_view = 3 * (1 + 2 * freqs_xyz) + map_out, 3 * (1 + 2 * freqs_dir) + map_out
+        self.add_layers(d_in, d_view, width, depth, skip)
+        self.fine = NeRFField(d_in, d_view, width, depth, skip) if fine else None
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor, z_shape: torch.Tensor, z_app: torch.Tensor,
+                fine: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coarse network's (sigma, rgb), or with `fine` the fine network's."""
+        p = x.shape[1]
+        s = self.map_shape(z_shape)[:, None].expand(-1, p, -1)                           # (B, P, map_out)
+        a = self.map_app(z_app)[:, None].expand(-1, p, -1)
+        net = self.fine if fine else self
+        return net.field(torch.cat([positional_encoding(x, self.freqs_xyz), s], -1),
+                         torch.cat([positional_encoding(d, self.freqs_dir), a], -1))
 
 
 class FiLMSine(nn.Module):

@@ -21,11 +21,12 @@ class SceneData(DataConfig):
 
 
 class NeRFConfig(Strict):
-    """The generator: Fig. 3.1 ("nerf", known poses) or Fig. 3.2 ("film", unknown poses)."""
+    """The generator: Fig. 3.1 ("nerf", known poses) or Fig. 3.2 ("film", unknown poses); "film-siren" is the
+    authors' code's Fig. 3.2 (pi-GAN's TALLSIREN: depth FiLM-ed sine layers, then depth plain sine layers)."""
 
-    arch: Literal["nerf", "film"] = "nerf"
+    arch: Literal["nerf", "film", "film-siren"] = "nerf"
     width: PositiveInt = 256               # trunk width (sec. 3.5.2.1)
-    depth: PositiveInt = 8                 # trunk layers (8 for "nerf", 4 FiLM-ed layers for "film")
+    depth: PositiveInt = 8                 # trunk layers (8 for "nerf", 4 FiLM-ed layers for "film", "film-siren")
     skip: NonNegativeInt = 4               # the input joins again at this layer ("nerf")
     freqs_xyz: NonNegativeInt = 10         # positional encoding (implementation notes)
     freqs_dir: NonNegativeInt = 4
@@ -47,6 +48,14 @@ class RenderConfig(Strict):
     quadrature: Literal["bins", "nerf"] = "bins"  # "nerf": the authors' (nerf-pytorch's) depths and deltas, for
                                           # converted models (ebmkit.nerf.render)
     pixel_centres: bool = True             # false: rays through the pixels' corners, as the authors' get_rays
+    importance_samples: NonNegativeInt = 0  # > 0: a fine network in the generator, rendered at these many more depths
+                                          # per ray drawn from the coarse render (NeRF's hierarchical sampling, the
+                                          # authors' N_importance; not in the thesis); random in training, fixed
+                                          # quantiles otherwise. Training fits both passes
+    image_pass: Literal["fine", "coarse"] = "fine"  # the pass pictures show with importance_samples ("coarse": the
+                                          # authors' render_path, their samples and FID)
+    camera_up: Literal["world", "orbit"] = "world"  # "orbit": past a pole the camera turns upside down, as the
+                                          # authors' pose matrices (ebmkit.nerf.camera.pose_rays)
 
 
 class LatentPrior(Strict):
@@ -88,6 +97,14 @@ class NeRFInference(Strict):
     likelihood_scale: PositiveFloat = 1.0       # multiplies log p(I | z, xi), Eq. 3.3 summed over the sampled rays;
                                                 # the authors' code uses the mean: 1 / (3 x batch size) of the sum
     test_steps: PositiveInt = 600               # MCMC steps to infer an unseen object (sec. 3.5.6)
+    encoder_width: PositiveInt = 64             # amortized: the ResNet34's stages are this x (1, 2, 4, 8) wide; 64: ResNet34
+    heads: Literal["mlp", "linear", "posenet"] = "mlp"  # amortized: q(z | I)'s heads; "mlp": two layers each on
+                                                # the pooled features (mean, log std); "linear": the authors' code, one
+                                                # Linear each for the means and log-variances on the ResNet's 1000-way
+                                                # classifier output; "posenet": their unknown-pose code, on that output
+                                                # (ebmkit.nets.posenet)
+    encoder_input: Literal["symmetric", "imagenet"] = "symmetric"  # amortized: the encoder reads 2 I - 1, or I
+                                                # normalised by ImageNet's mean and std (the authors' code)
 
 
 class NeRFTrain(Loop):
@@ -122,4 +139,28 @@ class NeRFLEBMPreset(PresetBase):
             raise ValueError("inference.choose_ends chooses the ends of inferred poses: set inference.poses = 'unknown'")
         if self.generator.arch == "nerf" and self.generator.skip >= self.generator.depth:
             raise ValueError(f"generator.skip {self.generator.skip} must be below generator.depth {self.generator.depth}")
+        self._hierarchical_sampling()
+        self._encoder()
         return self
+
+    def _hierarchical_sampling(self):
+        r = self.render
+        if r.importance_samples and self.generator.arch != "nerf":
+            raise ValueError("render.importance_samples adds a fine network to generator.arch = 'nerf' only")
+        if r.importance_samples and r.num_samples < 3:
+            raise ValueError("render.importance_samples draws from the coarse weights between the first and last "
+                             "samples: set render.num_samples >= 3")
+        if r.image_pass == "coarse" and not r.importance_samples:
+            raise ValueError("render.image_pass = 'coarse' picks one of two passes: set render.importance_samples")
+
+    def _encoder(self):
+        inf = self.inference
+        changed = [k for k in ("encoder_width", "heads", "encoder_input")
+                   if getattr(inf, k) != NeRFInference.model_fields[k].default]
+        if changed and inf.kind != "amortized":
+            raise ValueError(f"inference.{changed[0]} shapes the encoder of inference.kind = 'amortized'")
+        if inf.heads == "linear" and inf.poses == "unknown":
+            raise ValueError("inference.heads = 'linear' has no pose head: it needs inference.poses = 'known'")
+        if inf.heads == "posenet" and (inf.poses != "unknown" or inf.choose_ends):
+            raise ValueError("inference.heads = 'posenet' infers unknown poses without choose_ends: set "
+                             "inference.poses = 'unknown', inference.choose_ends = false")
