@@ -214,3 +214,28 @@ def test_drl_trains_and_samples_with_its_ebm_alone(tmp_path):
     model, _ = load_model(tmp_path / "r" / "model.safetensors")
     assert set(model.components()) == {"ebm", "ebm_ema"}
     assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 2)
+
+
+def test_drl_conditioning_is_the_timestep_embedding_of_the_level():
+    """ebm.noise_input 'index': the EBM sees t, embedded as DRL's get_timestep_embedding(t, d) = [sin(t w_i),
+    cos(t w_i)], w_i = 10000^(-i / (d/2 - 1)) (by hand), and the method hands it t, not lambda_t."""
+    from ebmkit.nets.embedding import NoiseLevelEmbedding
+
+    emb = NoiseLevelEmbedding(8, 16, torch.nn.functional.leaky_relu, position="index")
+    seen = []
+    emb.dense1.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    emb(torch.tensor([0.0, 3.0]))
+    w = torch.tensor([10000.0 ** (-i / 3) for i in range(4)])
+    by_hand = torch.cat([torch.sin(torch.tensor([[0.0], [3.0]]) * w), torch.cos(torch.tensor([[0.0], [3.0]]) * w)], 1)
+    assert torch.allclose(seen[0], by_hand, atol=1e-6)
+
+    drl = build_method(load_preset("cdrl-points", TINY + ["ebm.noise_input=index"]), (2,))
+    inputs = []
+
+    class Recorder(Quadratic):
+        def forward(self, y, noise, label=None):
+            inputs.append(noise)
+            return super().forward(y, noise, label)
+
+    drl.refine(Recorder(), torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([0, 2, 4]), None, steps=1)
+    assert inputs[0].tolist() == [0.0, 2.0, 4.0]

@@ -8,6 +8,7 @@ from ebmkit.presets import load_preset
 
 CASES = {  # preset: (example shape, conditioning of the batch)
     "cdrl-cifar10": ((3, 32, 32), None),
+    "drl-cifar10": ((3, 32, 32), None),
     "cdrl-imagenet32": ((3, 32, 32), "labels"),
     "cdrl-celeba64-compose": ((3, 64, 64), "attributes"),
 }

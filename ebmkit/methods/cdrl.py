@@ -75,9 +75,9 @@ class CDRL(Method):
         init_labels = num_labels if p.conditioning.init_takes_labels else 0
         e, i = p.ebm, p.init
         if e.arch == "resnet":
-            ebm = EBMResNet(shape[0], e.channels, e.num_res_blocks, e.temb_dim, e.spectral_norm, num_labels)
+            ebm = EBMResNet(shape[0], e.channels, e.num_res_blocks, e.temb_dim, e.spectral_norm, num_labels, e.noise_input)
         else:
-            ebm = EBMMLP(shape[0], e.hidden, e.num_blocks, e.temb_dim, e.spectral_norm, num_labels)
+            ebm = EBMMLP(shape[0], e.hidden, e.num_blocks, e.temb_dim, e.spectral_norm, num_labels, e.noise_input)
         if i.arch == "unet":
             init = UNet(shape[0], shape[-1], i.base_channels, i.channel_mult, i.num_res_blocks,
                         i.attn_resolutions, i.dropout, i.temb_dim, i.num_heads, num_classes=init_labels,
@@ -117,6 +117,10 @@ class CDRL(Method):
         label = torch.where(drop, torch.zeros_like(label), label)
         return label, label if cond.init_takes_labels else None
 
+    def ebm_noise(self, t: torch.Tensor) -> torch.Tensor:
+        """What the EBM is told of level t (B,): lambda_t, or t itself (ebm.noise_input "index", DRL)."""
+        return t.to(self.levels.logsnr.dtype) if self.preset.ebm.noise_input == "index" else self.levels.logsnr[t]
+
     def refine(self, ebm: nn.Module, y0: torch.Tensor, x_next: torch.Tensor, t: torch.Tensor,
                label: torch.Tensor | None, steps: int, step_scale: float = 1.0,
                generator: torch.Generator | None = None, guide: "Guide | None" = None,
@@ -125,7 +129,7 @@ class CDRL(Method):
         With `guide` the energy is the guided one of Eq. 5.9 / 5.12; `observed` = (y_obs, mask) resets
         the observed pixels after each step (inpainting)."""
         lv = self.levels
-        s2, logsnr = lv.step_size[t] ** 2, lv.logsnr[t]
+        s2, logsnr = lv.step_size[t] ** 2, self.ebm_noise(t)
 
         def log_density(y):  # f = f_hat / s_t^2 (sec. 5.4.8.2)
             f_hat = ebm(y, logsnr, label) if guide is None else guide.combine(ebm, y, logsnr)
@@ -201,12 +205,12 @@ class CDRL(Method):
 
         # Eq. 5.5 as a loss on f_hat, levels weighted by sigma_1 / sigma_{t+1} (implementation notes),
         # with the classifier term's inputs in the same network call (one forward per backward under DDP).
-        ys, logsnrs, labels = [y, y_tilde], [lv.logsnr[t]] * 2, [label] * 2
+        ys, logsnrs, labels = [y, y_tilde], [self.ebm_noise(t)] * 2, [label] * 2
         use_cls = label is not None and self.preset.conditioning.classifier_loss > 0
         if use_cls:
             keep, cand, valid, truth = self.label_candidates(label)
             ys.append(y[keep].repeat_interleave(cand.shape[1], 0))
-            logsnrs.append(lv.logsnr[t][keep].repeat_interleave(cand.shape[1]))
+            logsnrs.append(self.ebm_noise(t)[keep].repeat_interleave(cand.shape[1]))
             labels.append(cand.flatten())
         out = nets["ebm"](torch.cat(ys), torch.cat(logsnrs), None if label is None else torch.cat(labels))
         f_data, f_sample = out[:len(y)], out[len(y):2 * len(y)]
@@ -318,7 +322,7 @@ class CDRL(Method):
         t = torch.zeros(len(x), dtype=torch.long, device=self.device)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            y, logsnr = lv.y_scale[0] * x, lv.logsnr[t]
+            y, logsnr = lv.y_scale[0] * x, self.ebm_noise(t)
             f_hat = ebm(y, logsnr) if guide is None else guide.combine(ebm, y, logsnr)
             (score,) = torch.autograd.grad((f_hat / lv.step_size[0] ** 2).sum(), x)
         return (x.detach() + lv.sigma_bar[0] ** 2 * coef * score) / lv.alpha_bar[0]
@@ -373,7 +377,7 @@ class CDRL(Method):
         t = torch.full((len(x),), level, device=self.device)
         null = torch.zeros(len(x), dtype=torch.long, device=self.device) if self.preset.conditioning.num_labels else None
         with torch.no_grad():
-            return ebm(self.levels.y_scale[level] * x, self.levels.logsnr[t], null) / self.levels.step_size[level] ** 2
+            return ebm(self.levels.y_scale[level] * x, self.ebm_noise(t), null) / self.levels.step_size[level] ** 2
 
     def noised_levels(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Data at the noise levels T-1, ..., 0 (the top row of Fig. 5.5)."""

@@ -45,9 +45,9 @@ class EBMResNet(nn.Module):
     large: (256, 512, 512, 512), 8 blocks, temb_dim 1024. forward -> (B,) network output f_hat."""
 
     def __init__(self, in_channels: int, channels: Sequence[int], num_res_blocks: int, temb_dim: int,
-                 spectral_norm: bool = True, num_classes: int = 0):
+                 spectral_norm: bool = True, num_classes: int = 0, noise_input: str = "logsnr"):
         super().__init__()
-        self.temb = NoiseLevelEmbedding(temb_dim // 4, temb_dim, lrelu, num_classes, spectral_norm)
+        self.temb = NoiseLevelEmbedding(temb_dim // 4, temb_dim, lrelu, num_classes, spectral_norm, noise_input)
         self.stem = conv3x3(in_channels, channels[0], spectral_norm)
         self.levels = nn.ModuleList()
         ch = channels[0]

@@ -37,24 +37,31 @@ def sinusoidal_embedding(u: torch.Tensor, dim: int, scale: float = 1000.0) -> to
 
 
 class NoiseLevelEmbedding(nn.Module):
-    """Table 5.6c: sinusoidal(u(lambda)) -> Dense -> act -> Dense, plus Linear(one-hot(label)) (sec. 5.4.8.1)."""
+    """Table 5.6c: sinusoidal(u(lambda)) -> Dense -> act -> Dense, plus Linear(one-hot(label)) (sec. 5.4.8.1).
+    With position "index" the input is the level index t itself, embedded at position t (DRL's timestep
+    embedding, the conditioning input Table 5.9's DRL row differs by)."""
 
     def __init__(self, base_dim: int, temb_dim: int, act: Callable[[torch.Tensor], torch.Tensor],
-                 num_classes: int = 0, spectral_norm: bool = False):
+                 num_classes: int = 0, spectral_norm: bool = False, position: str = "logsnr"):
         super().__init__()
-        self.base_dim, self.num_classes, self.act = base_dim, num_classes, act
+        self.base_dim, self.num_classes, self.act, self.position = base_dim, num_classes, act, position
         self.dense1 = maybe_spectral_norm(nn.Linear(base_dim, temb_dim), spectral_norm)
         self.dense2 = maybe_spectral_norm(nn.Linear(temb_dim, temb_dim), spectral_norm)
         self.label_proj = (maybe_spectral_norm(nn.Linear(num_classes + 1, temb_dim), spectral_norm)
                            if num_classes > 0 else None)
 
     def forward(self, logsnr: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """logsnr (B,): the log-SNR lambda, or with position "index" the level t."""
         if self.num_classes > 0 and label is None:
             raise ValueError(f"class-conditional network (num_classes={self.num_classes}) needs `label` "
                              f"(B,) with values in 0..{self.num_classes}, 0 being the null class")
         if self.num_classes == 0 and label is not None:
             raise ValueError("unconditional network (num_classes=0) takes no `label`")
-        emb = sinusoidal_embedding(logsnr_to_unit(logsnr), self.base_dim).to(self.dense2.bias.dtype)  # (B, base)
+        if self.position == "index":
+            emb = sinusoidal_embedding(logsnr, self.base_dim, scale=1.0)
+        else:
+            emb = sinusoidal_embedding(logsnr_to_unit(logsnr), self.base_dim)
+        emb = emb.to(self.dense2.bias.dtype)  # (B, base)
         temb = self.dense2(self.act(self.dense1(emb)))  # (B, temb_dim)
         if label is not None:
             temb = temb + self.label_proj(F.one_hot(label, self.num_classes + 1).to(temb.dtype))

@@ -31,9 +31,9 @@ class EBMMLP(nn.Module):
     """forward(x (B,dim), logsnr (B,), label) -> (B,) f_hat; head = <relu(h), W lrelu(temb)> as in EBMResNet."""
 
     def __init__(self, dim: int = 2, hidden: int = 128, num_blocks: int = 3, temb_dim: int = 128,
-                 spectral_norm: bool = True, num_classes: int = 0):
+                 spectral_norm: bool = True, num_classes: int = 0, noise_input: str = "logsnr"):
         super().__init__()
-        self.temb = NoiseLevelEmbedding(temb_dim // 4, temb_dim, lrelu, num_classes, spectral_norm)
+        self.temb = NoiseLevelEmbedding(temb_dim // 4, temb_dim, lrelu, num_classes, spectral_norm, noise_input)
         self.stem = maybe_spectral_norm(nn.Linear(dim, hidden), spectral_norm)
         self.blocks = nn.ModuleList(EBMBlock(hidden, temb_dim, spectral_norm) for _ in range(num_blocks))
         self.head = nn.Linear(temb_dim, hidden, bias=False)

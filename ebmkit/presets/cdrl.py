@@ -8,6 +8,10 @@ from ebmkit.presets.base import DataConfig, Loop, PositiveFloat, PositiveInt, Pr
 from ebmkit.schedules import logsnr_drl
 
 
+# What tells the EBM its noise level: the log-SNR (CDRL, sec. 5.4.8.1) or the level index t (DRL, Table 5.9's baseline)
+NoiseInput = Literal["logsnr", "index"]
+
+
 class ResNetEBM(Strict):
     """EBM of Tables 5.6 / 5.7."""
 
@@ -16,6 +20,7 @@ class ResNetEBM(Strict):
     num_res_blocks: PositiveInt           # N of Table 5.7
     temb_dim: PositiveInt                 # time embedding width (512, or 1024 for CDRL-large)
     spectral_norm: bool = True
+    noise_input: NoiseInput = "logsnr"
 
 
 class MLPEBM(Strict):
@@ -24,6 +29,7 @@ class MLPEBM(Strict):
     num_blocks: PositiveInt = 3
     temb_dim: PositiveInt = 128
     spectral_norm: bool = True
+    noise_input: NoiseInput = "logsnr"
 
 
 class InitBase(Strict):
@@ -104,7 +110,7 @@ class CDRLTrain(Loop):
     betas: tuple[Unit, Unit] = (0.9, 0.999)
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     ema: Unit = 0.9999                             # Table 5.7
-    grad_clip: PositiveFloat = 1.0
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0  # gradient-norm clip; 0: none (DRL)
 
 
 class CDRLPreset(PresetBase):
