@@ -5,6 +5,7 @@ runs each one; their results land under --out, never in benchmarks/results)."""
 import argparse
 import contextlib
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,12 @@ def ebmkit(*args) -> str:
     if code != 0:
         sys.exit(f"ebmkit {' '.join(args)} failed: {err.strip()}")
     return out
+
+
+def run_ebmkit(args: list, threads: int) -> subprocess.CompletedProcess:
+    """`ebmkit ARGS` in a subprocess with `threads` CPU threads, for scripts that train several runs at once."""
+    return subprocess.run([sys.executable, "-m", "ebmkit", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
 def _subprocess(args: list[str]) -> tuple[int, str, str]:

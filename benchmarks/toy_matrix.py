@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli import arguments
+from cli import arguments, run_ebmkit
 
 SETS = ("checkerboard", "spiral", "8gaussians", "rings", "pinwheel")
 PRESETS = {"cdrl": "cdrl-points", "coopflow": "coopflow-points", "flow": "coopflow-points-flow",
@@ -43,11 +42,6 @@ BARS = {"cdrl": 1.5, "coopflow": 2.0}  # squared-MMD ratio at most this, on ever
 SHORT = 10  # test-time Langevin steps of the short-chain comparison (a third of the recipes' T = 30; Table 4.9)
 REPEATS = 16  # comparisons per MMD ratio: exact draws of 8gaussians read 1.00 +- 0.12 (+- 0.21 with 4)
 QUICK = {"coopflow": ["train.pretrain_iterations=5", "train.warmup_iterations=5"]}  # --quick: phases within 20 iterations
-
-
-def run(args: list, threads: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ebmkit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
 def resumable(run_dir: Path, preset: str, sets: list[str]) -> bool:
@@ -66,9 +60,9 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
         (["train.iterations=20", *QUICK.get(method, [])] if quick else [])
     resumed = resume and resumable(run_dir, PRESETS[method], sets)
     tic = time.time()
-    trained = run(["train", "--resume", run_dir, "--quiet"] if resumed else
-                  ["train", "--preset", PRESETS[method], "--run-dir", run_dir, "--overwrite", "--quiet",
-                   *[a for s in sets for a in ("--set", s)]], threads)
+    trained = run_ebmkit(["train", "--resume", run_dir, "--quiet"] if resumed else
+                         ["train", "--preset", PRESETS[method], "--run-dir", run_dir, "--overwrite", "--quiet",
+                          *[a for s in sets for a in ("--set", s)]], threads)
     seconds = time.time() - tic
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").is_file() else []
@@ -81,7 +75,7 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
     if model.is_file():
         measure = ["eval", "mmd", "--model", model, "--num", 200 if quick else 5000, "--seed", seed,
                    "--repeats", 2 if quick else REPEATS, "--json"]
-        report = run(measure, threads)
+        report = run_ebmkit(measure, threads)
         if report.returncode == 0:
             r = json.loads(report.stdout)
             result.update(step=r["step"], ratio=round(r["ratio"], 4), repeats=r["repeats"],
@@ -89,11 +83,11 @@ def cell(data: str, method: str, seed: int, out: Path, quick: bool, threads: int
         else:
             result["error"] = report.stderr.strip()
         if method in LANGEVIN_DRIVEN:
-            short = run([*measure, "--steps", SHORT], threads)
+            short = run_ebmkit([*measure, "--steps", SHORT], threads)
             if short.returncode == 0:
                 result["ratio_short"] = round(json.loads(short.stdout)["ratio"], 4)
         if seed == 0:
-            run(["sample", "--model", model, "--num", 2000, "--seed", 0, "--out", run_dir / "samples.npz"], threads)
+            run_ebmkit(["sample", "--model", model, "--num", 2000, "--seed", 0, "--out", run_dir / "samples.npz"], threads)
     return result
 
 

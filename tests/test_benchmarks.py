@@ -24,9 +24,17 @@ def test_every_script_has_a_quick_mode_and_a_test():
     """Each script takes --quick and --out through cli.arguments, and has a test below."""
     scripts = {p.name for p in BENCHMARKS.glob("*.py")} - {"cli.py"}
     assert all("= arguments(" in (BENCHMARKS / s).read_text() for s in scripts)
-    tested = {"coopflow_digits.py", "domain_fid.py", "langevin_bench.py", "nerf_lebm_scenes.py", "nerf_novel_views.py",
+    tested = {"cdrl_ablation.py", "coopflow_digits.py", "domain_fid.py", "langevin_bench.py", "nerf_lebm_scenes.py", "nerf_novel_views.py",
               "toy_matrix.py"}
     assert scripts == tested
+
+
+def test_cdrl_ablation(tmp_path):
+    """Three rows of Table 5.9 on the checkerboard (DRL: no initializer, DRL's schedule, timestep input, 30 steps)."""
+    cells = quick("cdrl_ablation.py", tmp_path, "--jobs", 2)["cdrl_ablation.json"]["5.9"]
+    assert set(cells) == {f"checkerboard|{r}|0" for r in ("DRL", "initializer predicts eps", "CDRL (full)")}
+    assert all(c["exit_code"] == 0 and c["score"] > 0 for c in cells.values())
+    assert 'init={arch="none"}' in cells["checkerboard|DRL|0"]["overrides"] and cells["checkerboard|CDRL (full)|0"]["overrides"] == []
 
 
 def test_coopflow_digits(tmp_path):
