@@ -8,7 +8,7 @@
 3. Scaling of the time of K steps with K, batch size and resolution (table, and the plot
    benchmarks/results/langevin_<device>_scaling.png).
 4. Table 5.8: seconds per 100 samples of the cdrl-cifar10 architecture (6 levels x 15 steps, and
-   8, 5, 3 steps); on a CPU with a reduced batch, scaled to 100 and said so; on CUDA with the torch
+   8, 5, 3 steps) and of DRL's (drl-cifar10, 6 x 30 steps, no initializer); on a CPU with a reduced batch, scaled to 100 and said so; on CUDA with the torch
    update, the Triton kernel, kernel + CUDA graphs, and + bf16 autocast.
 Run it on an otherwise idle machine: the ratios compare timings taken seconds apart (the three
 timings of a ratio take turns, best of the rounds). --quick checks that the script runs: one round, the
@@ -85,9 +85,11 @@ def chain_timings(net, shape, batch: int, steps: int, repeats: int, device) -> d
     return best_times({"engine": engine, "plain_loop": plain_loop, "forward_backward": floor}, repeats, device)
 
 
-def table_5_8(device, batch: int, repeats: int, steps: tuple[int, ...] = (15, 8, 5, 3)) -> dict[str, dict[str, float]]:
-    """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3; on
-    CUDA for each execution variant: the torch update, the Triton kernel, + CUDA graphs, + bf16 autocast."""
+def table_5_8(device, batch: int, repeats: int, steps: tuple[int, ...] = (15, 8, 5, 3),
+              drl_steps: int = 30) -> dict[str, dict[str, float]]:
+    """Seconds per 100 samples of the cdrl-cifar10 networks (initializer + EBM), for K = 15, 8, 5, 3, and of
+    DRL's (drl-cifar10: the same EBM, no initializer, 6 x 30 steps); on CUDA for each execution variant: the
+    torch update, the Triton kernel, + CUDA graphs, + bf16 autocast."""
     variants = {"torch": ("torch", False, "none")}
     if device.type == "cuda":
         variants.update({"triton": ("triton", False, "none"), "triton+graphs": ("triton", True, "none"),
@@ -95,13 +97,14 @@ def table_5_8(device, batch: int, repeats: int, steps: tuple[int, ...] = (15, 8,
     out = {}
     for name, (kernels, graphs, autocast) in variants.items():
         os.environ["EBMKIT_KERNELS"] = kernels
-        preset = load_preset("cdrl-cifar10", [f"speed.cuda_graphs={str(graphs).lower()}", f"speed.autocast={autocast}"])
-        method = build_method(preset, (3, 32, 32), device)
+        speed = [f"speed.cuda_graphs={str(graphs).lower()}", f"speed.autocast={autocast}"]
+        method = build_method(load_preset("cdrl-cifar10", speed), (3, 32, 32), device)
+        drl = build_method(load_preset("drl-cifar10", speed), (3, 32, 32), device)
         out[name] = {}
-        for k in steps:
+        for label, m, k in [*((f"6x{k}", method, k) for k in steps), (f"DRL 6x{drl_steps}", drl, drl_steps)]:
             g = torch.Generator(device).manual_seed(0)
-            seconds = best_time(lambda: method.sample_levels(batch, g, steps=k), repeats, device)
-            out[name][f"6x{k}"] = seconds * 100 / batch
+            seconds = best_time(lambda: m.sample_levels(batch, g, steps=k), repeats, device)
+            out[name][label] = seconds * 100 / batch
     del os.environ["EBMKIT_KERNELS"]
     return out
 
@@ -158,7 +161,8 @@ def main() -> None:
 
     batch = 1 if args.quick else 4 if device.type == "cpu" else 100
     report["table_5_8"] = {"batch": batch, "seconds_per_100": table_5_8(device, batch, 1 if args.quick else 2,
-                                                                        (3,) if args.quick else (15, 8, 5, 3))}
+                                                                        (3,) if args.quick else (15, 8, 5, 3),
+                                                                        3 if args.quick else 30)}
     note = f" (batch {batch}, scaled to 100)" if batch != 100 else ""
     print(f"\nTable 5.8, cdrl-cifar10 networks, seconds per 100 samples{note}:")
     for variant, row in report["table_5_8"]["seconds_per_100"].items():

@@ -51,6 +51,7 @@ def test_domain_fid(tmp_path):
 def test_langevin_bench(tmp_path):
     report = quick("langevin_bench.py", tmp_path)["langevin_cpu.json"]
     assert len(report["overhead"]) == 2 and report["table_5_8"]["batch"] == 1
+    assert set(report["table_5_8"]["seconds_per_100"]["torch"]) == {"6x3", "DRL 6x3"}
 
 
 def test_nerf_lebm_scenes_then_novel_views(tmp_path):
