@@ -10,6 +10,7 @@ CASES = {  # preset: (example shape, conditioning of the batch)
     "cdrl-cifar10": ((3, 32, 32), None),
     "drl-cifar10": ((3, 32, 32), None),
     "cdrl-imagenet32": ((3, 32, 32), "labels"),
+    "cdrl-imagenet32-uncond": ((3, 32, 32), None),
     "cdrl-celeba64-compose": ((3, 64, 64), "attributes"),
 }
 

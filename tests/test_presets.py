@@ -21,6 +21,7 @@ TABLE_5_7 = {
 PRESET_ROW = {
     "cdrl-cifar10": "CDRL ( $32 \\times 32$ )",
     "cdrl-imagenet32": "CDRL ( $32 \\times 32$ )",
+    "cdrl-imagenet32-uncond": "CDRL ( $32 \\times 32$ )",
     "cdrl-large-cifar10": "CDRL-large ( $32 \\times 32$ )",
     "cdrl-celeba64-compose": "Compositionality Experiment",
     "cdrl-celeba64-inpaint": "Inpainting Experiment",
@@ -62,6 +63,7 @@ def test_paper_presets_pin_the_thesis(name):
 
 def test_conditional_presets():
     assert load_preset("cdrl-imagenet32").conditioning.num_classes == 1000
+    assert load_preset("cdrl-imagenet32-uncond").conditioning.kind == "none"  # Table 5.3
     compose = load_preset("cdrl-celeba64-compose").conditioning
     assert compose.kind == "attributes" and compose.attributes == ["Male", "Smiling", "Young"]
     assert load_preset("cdrl-points").diffusion.num_levels == 5  # Fig. 5.5
