@@ -329,6 +329,7 @@ def test_posed_sets_of_the_commands_keep_the_models_distinct_ends():
     ("nerf-lebm-carla-mcmc", (8, 1, 2e-5, 1e-4, "uniform", 0.1, 60, 0.5, 60, 0.02)),
     ("nerf-lebm-carla-amortized", (8, 1, 7e-6, 1e-4, "gaussian", None, None, 0.5, 60, 1.0)),
     ("nerf-lebm-shapenet", (12, 2, 2e-5, 1e-4, "gaussian", 1e-4, None, 0.5, 40, 0.0)),
+    ("nerf-lebm-shapenet-masked", (12, 2, 2e-5, 1e-4, "gaussian", 1e-4, None, 0.5, 40, 0.0)),  # Table 3.6
     ("nerf-lebm-carla-nopose", (16, 1, 7e-6, 3e-5, "gaussian", None, None, 0.5, 60, 0.0))])
 def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
     p = load_preset(name)
@@ -342,6 +343,7 @@ def test_paper_presets_pin_tables_3_2_and_3_3(name, table_3_3):
         assert p.inference.steps == k_pos
     assert p.latents.dim == 128 and p.inference.sigma_eps == 0.05  # Table 3.2, sec. 3.5.3
     assert p.inference.likelihood_scale == pytest.approx(1 / (3 * batch), rel=1e-5)
+    assert p.data.masked == name.endswith("-masked") and (p.data.num_objects == 500 or not p.data.masked)  # sec. 3.5.7
     r = in_process("train", "--preset", name, "--run-dir", "/nonexistent/run")
     assert r.returncode == 2 and "data.path" in r.stderr
 
