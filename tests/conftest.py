@@ -17,6 +17,7 @@ if shutil.which("nvidia-smi") is None:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +202,19 @@ def shapes_models(tmp_path_factory):
         in_process("train", "--preset", preset, "--run-dir", run, "--quiet", *set_args(tiny(preset)), check=True)
         out[preset] = run / "model.safetensors"
     return out
+
+
+def write_celeba(root: Path) -> None:
+    """Three aligned CelebA images in the usual layout (img_align_celeba/, attributes, partition: 2 train, 1 test)."""
+    (root / "img_align_celeba").mkdir()
+    names = ["000001.jpg", "000002.jpg", "000003.png"]
+    for i, n in enumerate(names):
+        im = Image.new("RGB", (178, 218), (0, 0, 0))
+        im.paste((40 * (i + 1), 100, 200), (19, 39, 159, 179))  # the centered 140x140 crop
+        im.save(root / "img_align_celeba" / n, quality=95)
+    rows = ["000001.jpg -1  1", "000002.jpg  1  1", "000003.png -1 -1"]
+    (root / "list_attr_celeba.txt").write_text("3\nSmiling Young \n" + "\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.png 2\n")
 
 
 def modified_checkpoint(tmp_path: Path, source: Path, change) -> Path:

@@ -6,6 +6,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from conftest import write_celeba
 from ebmkit.data import BUILTIN, LOCAL, TOY_2D, from_model_space, load_dataset, to_model_space
 from ebmkit.data.batches import ShardedBatches
 from ebmkit.data.images import CIFAR10_CLASSES
@@ -202,20 +203,8 @@ def test_svhn(tmp_path):
         load_dataset("svhn", str(tmp_path), split="test")
 
 
-def _celeba(root):
-    (root / "img_align_celeba").mkdir()
-    names = ["000001.jpg", "000002.jpg", "000003.png"]
-    for i, n in enumerate(names):
-        im = Image.new("RGB", (178, 218), (0, 0, 0))
-        im.paste((40 * (i + 1), 100, 200), (19, 39, 159, 179))  # the centered 140x140 crop
-        im.save(root / "img_align_celeba" / n, quality=95)
-    rows = ["000001.jpg -1  1", "000002.jpg  1  1", "000003.png -1 -1"]
-    (root / "list_attr_celeba.txt").write_text("3\nSmiling Young \n" + "\n".join(rows) + "\n")
-    (root / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.png 2\n")
-
-
 def test_celeba(tmp_path):
-    _celeba(tmp_path)
+    write_celeba(tmp_path)
     d = load_dataset("celeba", str(tmp_path), split="all", image_size=8)
     assert d.x.shape == (3, 3, 8, 8) and d.labels is None
     assert d.attribute_names == ["Smiling", "Young"]

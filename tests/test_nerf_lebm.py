@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import in_process, set_args, tiny
+from conftest import in_process, set_args, tiny, write_celeba
 from ebmkit.data import load_dataset
 from ebmkit.errors import EbmkitError
 from ebmkit.methods import build_method, load_model
@@ -354,3 +354,14 @@ def test_gaussian_prior_models_train_without_energy_metrics(tmp_path):
 
     model = train(load_preset("nerf-vae-scenes", tiny("nerf-vae-scenes")), tmp_path / "vae", quiet=True)
     assert model.is_file()
+
+
+def test_an_image_set_without_poses_trains_the_unknown_pose_model(tmp_path):
+    """Fig. 3.10: CelebA, read from its usual layout, as objects seen once each (nerf-lebm-celeba-nopose)."""
+    (tmp_path / "celeba").mkdir()
+    write_celeba(tmp_path / "celeba")
+    run = tmp_path / "run"
+    in_process("train", "--preset", "nerf-lebm-celeba-nopose", "--data", tmp_path / "celeba", "--run-dir", run, "--quiet",
+               *set_args(tiny("nerf-lebm-scenes-nopose", "data.image_size=32", "train.batch_size=2")), check=True)
+    in_process("sample", "--model", run / "model.safetensors", "--num", 2, "--out", tmp_path / "s.npz", check=True)
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (2, 3, 32, 32)

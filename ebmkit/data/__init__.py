@@ -118,4 +118,7 @@ def from_config(cfg, split: str = "train", seed: int = 0) -> Dataset:
     scene = {k: getattr(cfg, k) for k in ("views", "num_objects", "masked", "distinct_ends") if hasattr(cfg, k)}
     if split != "train":  # held-out objects keep their split's own numbers of objects and views
         scene.pop("views", None), scene.pop("num_objects", None)
-    return load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.toy_scale, **scene)
+    data = load_dataset(cfg.name, cfg.path, split, cfg.image_size, cfg.num_points, seed, cfg.toy_scale, **scene)
+    if hasattr(cfg, "views") and data.objects is None:  # an image set read as scenes (CelebA, Fig. 3.10): each image
+        data.objects = torch.arange(len(data.x))    # is one object, seen once, pose unknown
+    return data
