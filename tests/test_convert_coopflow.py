@@ -109,3 +109,16 @@ def test_pretrained_flow_alone_becomes_a_flow_model(tmp_path, converted):
     for key, value in full.ema["flow"].state_dict().items():
         torch.testing.assert_close(flow_alone.ema["flow"].state_dict()[key], value, rtol=0, atol=0)
 
+
+
+@pytest.mark.parametrize("data", ["svhn", "celeba"])
+def test_svhn_and_celeba_files_take_their_presets(tmp_path, converted, data):
+    """main_svhn.py and main_celeba.py build the same networks as main_cifar.py; their presets carry their data and
+    their test-time step size (0.035)."""
+    out = tmp_path / f"{data}.safetensors"
+    in_process("convert", "--from", "coopflow", COOPFLOW, "--out", out, "--preset", f"coopflow-{data}-authors",
+               *set_args(TINY), check=True)
+    model, _ = load_model(out)
+    assert (model.preset.data.name, model.preset.langevin.step_size_test) == (data, 0.035)
+    for key, value in load_model(converted)[0].ema["ebm"].state_dict().items():
+        torch.testing.assert_close(model.ema["ebm"].state_dict()[key], value, rtol=0, atol=0)
