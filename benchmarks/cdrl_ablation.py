@@ -154,7 +154,7 @@ def main() -> None:
     args = arguments(parser, "runs/cdrl-ablation")
     sets = (args.sets or ("checkerboard" if args.quick else "checkerboard,digits")).split(",")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1")).split(",")]
-    todo = {}
+    todo, names = {}, []
     for data in sets:
         preset, extra = base_preset(data, args.preset)
         table = rows(args.table, load_preset(preset, extra))
@@ -162,7 +162,8 @@ def main() -> None:
         unknown = [r for r in wanted if r not in table]
         if unknown:
             sys.exit(f"unknown row: {', '.join(unknown)} (rows: {', '.join(table)})")
-        todo |= {(data, row, seed): table[row] for row in wanted for seed in seeds}
+        todo |= {(data, row, seed): table[row] for seed in seeds for row in wanted}  # every row of a seed, then the next
+        names += [r for r in table if r not in names]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     json_path = args.results / "cdrl_ablation.json"
     results = json.loads(json_path.read_text()) if json_path.is_file() else {}
@@ -177,8 +178,7 @@ def main() -> None:
                   + (f"  {r['error']}" if r["error"] else ""), flush=True)
             json_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"{len(todo)} runs in {time.time() - tic:.0f} s with {args.jobs} jobs of {threads} threads")
-    names = list(dict.fromkeys(k.split("|")[1] for k in cells))
-    print("\n".join(summary(cells, names)))
+    print("\n".join(summary(cells, [r for r in names if any(k.split("|")[1] == r for k in cells)])))
 
 
 if __name__ == "__main__":
