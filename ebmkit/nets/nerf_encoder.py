@@ -17,8 +17,6 @@ the log-variances.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models import resnet
-from torchvision.models import resnet34 as torchvision_resnet34
 
 CLASSES = 1000  # the ImageNet classifier's outputs, which the authors' heads read
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -26,8 +24,11 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def resnet34(width: int = 64, classes: int | None = None) -> nn.Module:
     """torchvision's ResNet34 with stages of width x (1, 2, 4, 8) channels (64: ResNet34 itself), initialised as
-    torchvision does; its classifier has `classes` outputs, or is removed (None: the pooled 8 x width features)."""
-    net = torchvision_resnet34(weights=None)
+    torchvision does; its classifier has `classes` outputs, or is removed (None: the pooled 8 x width features).
+    torchvision is imported here, not with the module: it costs every command a second of start-up."""
+    from torchvision.models import resnet
+
+    net = resnet.resnet34(weights=None)
     if width != 64:  # the same blocks, narrower
         net.inplanes = width
         net.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
